@@ -1,0 +1,184 @@
+"""Typed view of a ModelDeployment.
+
+The CRD schema (crds/) already enforces types, enums, defaults and cross-field rules; this module
+turns the validated dict into frozen dataclasses, fills the defaults again (so that objects that
+never passed the apiserver, such as `kubectl modelpilot render -f`, behave the same), and checks
+what the schema cannot know: the node pools and runtime/format combinations of this operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import SpecError
+
+RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
+    "triton": ("onnx", "torchscript", "savedmodel"),
+    "torchserve": ("mar", "torchscript", "pt2"),
+    "tfserving": ("savedmodel",),
+}
+STRATEGIES = ("direct", "canary", "blueGreen", "shadow", "abTest")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str  # the model's name inside the model server
+    uri: str | None
+    format: str | None
+    export_name: str | None
+    export_target: str | None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    kind: str
+    image: str | None
+    max_batch_size: int
+    dynamic_batching: bool
+    max_queue_delay_us: int | None
+    preferred_batch_sizes: tuple[int, ...]
+    instances: int
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Gpu:
+    count: int
+    product: str | None
+    mig_profile: str | None
+
+
+@dataclass(frozen=True)
+class Placement:
+    node_pool: str | None
+    gpu: Gpu
+    requests: Mapping[str, str]
+    limits: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    model: ModelRef
+    runtime: Runtime
+    replicas: int
+    autoscaling: Mapping[str, Any] | None
+    placement: Placement
+    strategy: str
+    rollout: Mapping[str, Any]
+    traffic: Mapping[str, Any]
+    revision_history_limit: int
+    serving_spec: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def revision_hash(self) -> str:
+        """Content hash of everything that makes a new revision (model, runtime, placement)."""
+        return spec_hash(self.serving_spec)
+
+    @property
+    def port(self) -> int:
+        return int(self.traffic.get("port", 80))
+
+
+def spec_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
+
+
+def _int(value: Any, field_path: str, default: int, minimum: int | None = None) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(field_path, f"expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise SpecError(field_path, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    name = meta.get("name") or ""
+    if not name:
+        raise SpecError("metadata.name", "is required")
+
+    m = spec.get("model") or {}
+    export_ref = m.get("exportRef") or None
+    if bool(export_ref) == bool(m.get("uri")):
+        raise SpecError("spec.model", "set exactly one of exportRef or uri")
+    if m.get("uri") and not m.get("format"):
+        raise SpecError("spec.model.format", "is required with spec.model.uri", "set it to onnx, torchscript, pt2, savedmodel, tflite or mar")
+    model = ModelRef(
+        name=m.get("name") or name,
+        uri=m.get("uri"),
+        format=m.get("format"),
+        export_name=(export_ref or {}).get("name"),
+        export_target=(export_ref or {}).get("target"),
+    )
+
+    r = spec.get("runtime") or {}
+    kind = r.get("kind")
+    if kind not in RUNTIME_FORMATS:
+        raise SpecError("spec.runtime.kind", f"unknown runtime {kind!r}", "use one of triton, torchserve, tfserving")
+    if model.format and model.format not in RUNTIME_FORMATS[kind]:
+        raise SpecError(
+            "spec.model.format",
+            f"runtime {kind} cannot serve a {model.format} model",
+            f"use one of {', '.join(RUNTIME_FORMATS[kind])}, or another runtime",
+        )
+    db = r.get("dynamicBatching") or {}
+    runtime = Runtime(
+        kind=kind,
+        image=r.get("image"),
+        max_batch_size=_int(r.get("maxBatchSize"), "spec.runtime.maxBatchSize", 8, 0),
+        dynamic_batching=bool(db.get("enabled", True)),
+        max_queue_delay_us=db.get("maxQueueDelayMicroseconds"),
+        preferred_batch_sizes=tuple(db.get("preferredBatchSizes") or ()),
+        instances=_int(r.get("instances"), "spec.runtime.instances", 1, 1),
+        args=tuple(r.get("args") or ()),
+        env=tuple((e["name"], str(e.get("value", ""))) for e in (r.get("env") or ())),
+    )
+
+    p = spec.get("placement") or {}
+    g = p.get("gpu") or {}
+    gpu = Gpu(count=_int(g.get("count"), "spec.placement.gpu.count", 0, 0), product=g.get("product"), mig_profile=g.get("migProfile"))
+    if gpu.mig_profile and gpu.count != 1:
+        raise SpecError("spec.placement.gpu.migProfile", "a process can use one MIG slice", "set spec.placement.gpu.count to 1")
+    if gpu.product and gpu.count < 1:
+        raise SpecError("spec.placement.gpu.product", "names a GPU but no GPU is requested", "set spec.placement.gpu.count >= 1")
+    res = p.get("resources") or {}
+    placement = Placement(
+        node_pool=p.get("nodePool"),
+        gpu=gpu,
+        requests={k: str(v) for k, v in (res.get("requests") or {}).items()},
+        limits={k: str(v) for k, v in (res.get("limits") or {}).items()},
+    )
+
+    rollout = spec.get("rollout") or {}
+    strategy = rollout.get("strategy") or "direct"
+    if strategy not in STRATEGIES:
+        raise SpecError("spec.rollout.strategy", f"unknown strategy {strategy!r}", f"use one of {', '.join(STRATEGIES)}")
+
+    serving_spec = {"model": m, "runtime": r, "placement": p}
+    return ModelDeployment(
+        name=name,
+        namespace=meta.get("namespace") or "default",
+        uid=meta.get("uid") or "",
+        generation=int(meta.get("generation") or 0),
+        model=model,
+        runtime=runtime,
+        replicas=_int(spec.get("replicas"), "spec.replicas", 1, 0),
+        autoscaling=spec.get("autoscaling") or None,
+        placement=placement,
+        strategy=strategy,
+        rollout=rollout,
+        traffic=spec.get("traffic") or {},
+        revision_history_limit=_int(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 10, 0),
+        serving_spec=serving_spec,
+    )

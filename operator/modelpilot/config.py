@@ -1,0 +1,73 @@
+"""Operator configuration: node pools, default images, exporter image.
+
+Loaded once at start from the YAML file named by $MODELPILOT_CONFIG (in a cluster, the ConfigMap
+the Helm chart renders from values.yaml). Anything missing falls back to the defaults here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+DEFAULT_IMAGES: dict[str, str] = {
+    "triton": "nvcr.io/nvidia/tritonserver:25.10-py3",
+    "torchserve": "pytorch/torchserve:0.12.0-gpu",
+    "tfserving": "tensorflow/serving:2.18.0-gpu",
+    "exporter": "ghcr.io/modelpilot/exporter:0.1.0",
+}
+
+
+@dataclass(frozen=True)
+class NodePool:
+    name: str
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    gpu_resource: str = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    node_pools: dict[str, NodePool] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    prometheus_url: str = ""
+
+    def image_for(self, kind: str) -> str:
+        return self.images.get(kind) or DEFAULT_IMAGES[kind]
+
+
+class ConfigError(ValueError):
+    """The operator configuration file is wrong; the message names the key."""
+
+
+def parse_config(data: dict[str, Any] | None) -> OperatorConfig:
+    data = data or {}
+    pools: dict[str, NodePool] = {}
+    for name, raw in (data.get("nodePools") or {}).items():
+        if not isinstance(raw, dict):
+            raise ConfigError(f"nodePools.{name}: expected a mapping with nodeSelector/tolerations/gpuResource")
+        selector = raw.get("nodeSelector") or {}
+        if not isinstance(selector, dict):
+            raise ConfigError(f"nodePools.{name}.nodeSelector: expected a mapping of label to value")
+        pools[name] = NodePool(
+            name=name,
+            node_selector={str(k): str(v) for k, v in selector.items()},
+            tolerations=tuple(raw.get("tolerations") or ()),
+            gpu_resource=str(raw.get("gpuResource") or "nvidia.com/gpu"),
+        )
+    images = dict(DEFAULT_IMAGES)
+    images.update({k: str(v) for k, v in (data.get("images") or {}).items()})
+    return OperatorConfig(node_pools=pools, images=images, prometheus_url=str(data.get("prometheusUrl") or ""))
+
+
+def load_config(path: str | None = None) -> OperatorConfig:
+    path = path or os.environ.get("MODELPILOT_CONFIG")
+    if not path:
+        return parse_config({})
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_config(yaml.safe_load(f))
+    except OSError as e:
+        raise ConfigError(f"cannot read operator config {path}: {e.strerror}") from e

@@ -1,0 +1,67 @@
+"""Every label key, annotation, generated name and condition reason/message the operator uses.
+
+One place, so that a reader can find what the operator writes onto objects, and so that tests and
+the kubectl plugin use the same strings.
+"""
+
+from typing import Final
+
+GROUP: Final = "modelpilot.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+FIELD_MANAGER: Final = "modelpilot"
+
+# Labels on every child object.
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_DEPLOYMENT: Final = "modelpilot.io/model-deployment"
+LABEL_EXPORT: Final = "modelpilot.io/model-export"
+LABEL_REVISION: Final = "modelpilot.io/revision"
+MANAGED_BY: Final = "modelpilot"
+
+# Annotations.
+ANNOTATION_SPEC_HASH: Final = "modelpilot.io/applied-hash"
+ANNOTATION_REVISION_HASH: Final = "modelpilot.io/revision-hash"
+
+# Condition types: Ready is derived from the others (KServe-style condition set).
+COND_READY: Final = "Ready"
+COND_SPEC_VALID: Final = "SpecValid"
+COND_SCHEDULABLE: Final = "Schedulable"
+COND_WORKLOAD_READY: Final = "WorkloadReady"
+COND_ROUTING_READY: Final = "RoutingReady"
+COND_JOB_COMPLETE: Final = "JobComplete"
+
+# Reasons, with the message template they go with.
+REASON_INVALID_SPEC: Final = "InvalidSpec"
+REASON_STRATEGY_UNSUPPORTED: Final = "StrategyNotSupported"
+REASON_UNSCHEDULABLE: Final = "Unschedulable"
+REASON_SCHEDULABLE: Final = "NodesAvailable"
+REASON_PODS_READY: Final = "PodsReady"
+REASON_PODS_NOT_READY: Final = "PodsNotReady"
+REASON_SCALED_TO_ZERO: Final = "ScaledToZero"
+REASON_ROUTED: Final = "ServiceReady"
+REASON_ALL_READY: Final = "AllReady"
+REASON_NOT_READY: Final = "NotReady"
+REASON_VALID: Final = "Valid"
+REASON_APPLY_FAILED: Final = "ApplyFailed"
+REASON_EXPORT_NOT_READY: Final = "ExportNotReady"
+
+MSG_PODS_READY: Final = "{ready}/{desired} replicas of revision {revision} are ready"
+MSG_PODS_NOT_READY: Final = "{ready}/{desired} replicas of revision {revision} are ready; waiting"
+MSG_ROUTED: Final = "Service {service} routes to revision {revision}"
+
+
+def revision_name(deployment: str, revision: int) -> str:
+    """Name of a revision's Deployment, Service and ConfigMap: deterministic, so retries never duplicate."""
+    return f"{deployment}-r{revision}"
+
+
+def config_map_name(deployment: str, revision: int) -> str:
+    return f"{deployment}-r{revision}-model"
+
+
+def job_name(export: str, generation: int) -> str:
+    return f"{export}-export-g{generation}"

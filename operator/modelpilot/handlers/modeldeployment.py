@@ -1,0 +1,81 @@
+"""Reconcile one ModelDeployment: observe (store), plan (rollout/, pure), apply (kube), report (status, Events)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from .. import constants as c
+from ..config import OperatorConfig
+from ..controller import Store, now_rfc3339
+from ..kube import KubeClient
+from ..rollout import Observed, plan_model_deployment
+
+log = logging.getLogger(__name__)
+KIND = "ModelDeployment"
+
+
+def _live(kube: KubeClient, store: Store, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The live child from the watch cache; a GET on a cache miss (a read, never a write)."""
+    body = store.get(kind, namespace, name)
+    if body is None:
+        body = kube.get(kind, namespace, name)
+        if body is not None:
+            store.put(kind, body)
+    return body
+
+
+def _nodes(kube: KubeClient, store: Store) -> list[dict[str, Any]]:
+    if not store.nodes_synced:
+        for n in kube.list("Node"):
+            store.put("Node", n)
+        store.nodes_synced = True
+    return store.all("Node")
+
+
+def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace: str, name: str) -> float | None:
+    """Returns seconds after which to look again (None: wait for the next event)."""
+    body = store.get(KIND, namespace, name)
+    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return None  # gone or going: garbage collection removes the children
+
+    # Observe.
+    deployments: dict[int, dict[str, Any]] = {}
+    for dep in store.owned("Deployment", namespace, name):
+        rev = ((dep.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION)
+        if rev and rev.isdigit():
+            deployments[int(rev)] = dep
+    observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now_rfc3339())
+
+    # Plan.
+    plan = plan_model_deployment(body, config, observed)
+
+    # Apply: children first, so status never claims what does not exist yet.
+    for obj in plan.apply:
+        meta = obj["metadata"]
+        live = _live(kube, store, obj["kind"], meta["namespace"], meta["name"])
+        result = kube.apply(obj, live)
+        if result is not None:
+            store.put(obj["kind"], result)
+    for kind, ns, child in plan.delete:
+        if kube.delete(kind, ns, child):
+            store.remove(kind, ns, child)
+
+    # Report.
+    old_status = body.get("status") or {}
+    try:
+        updated = kube.patch_status(KIND, namespace, name, old_status, plan.status,
+                                    (body.get("metadata") or {}).get("resourceVersion"))
+    except ApiException as e:
+        if e.status == 409:  # our view was stale; the watch brings the newer object and a new reconcile
+            return 1.0
+        if e.status == 404:
+            return None
+        raise
+    if updated is not None:
+        store.put(KIND, updated)
+    for etype, reason, message in plan.events:
+        kube.event(updated or body, etype, reason, message, observed.now)
+    return None

@@ -1,0 +1,139 @@
+"""Kopf registrations: every watch only updates the store and enqueues the owning resource.
+
+No Kopf change-handlers (on.create/update) are used, so Kopf writes no progress or diff-base
+annotations and adds no finalizers: the operator's only writes are its children, status and Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+import kopf
+
+from .. import constants as c
+from .. import metrics
+from ..config import OperatorConfig, load_config
+from ..controller import Store, WorkQueue
+from ..kube import KubeClient
+from . import modeldeployment
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Process-wide state, created at startup."""
+
+    store: Store
+    queue: WorkQueue
+    kube: KubeClient
+    config: OperatorConfig
+    executor: concurrent.futures.ThreadPoolExecutor
+    workers: int = 8
+    resync_seconds: float = 300.0
+
+
+RT = Runtime()
+MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.enabled = False  # we post our own Events, on transitions only
+    settings.batching.batch_window = 0.01
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    RT.store = Store()
+    RT.queue = WorkQueue()
+    RT.config = load_config()
+    RT.kube = KubeClient.from_environment(pool_size=RT.workers * 2)
+    RT.executor = concurrent.futures.ThreadPoolExecutor(max_workers=RT.workers, thread_name_prefix="reconcile")
+    asyncio.get_running_loop().create_task(RT.queue.run(_work, RT.workers))
+    asyncio.get_running_loop().create_task(_resync_loop())
+    log.info("modelpilot operator started: %d workers, node pools: %s", RT.workers, ", ".join(sorted(RT.config.node_pools)) or "none")
+
+
+async def _work(key: Any) -> float | None:
+    kind, namespace, name = key
+    loop = asyncio.get_running_loop()
+    with metrics.RECONCILE_SECONDS.labels(kind=kind).time():
+        try:
+            if kind == "ModelDeployment":
+                result = await loop.run_in_executor(RT.executor, modeldeployment.reconcile, RT.kube, RT.store, RT.config, namespace, name)
+            else:
+                result = None
+            metrics.RECONCILES.labels(kind=kind, result="ok").inc()
+            return result
+        except Exception as e:
+            metrics.RECONCILES.labels(kind=kind, result="error").inc()
+            metrics.RECONCILE_ERRORS.labels(kind=kind, error=type(e).__name__).inc()
+            raise
+
+
+async def _resync_loop() -> None:
+    """Re-reconcile everything periodically: a missed event heals, and an idle resync must write nothing."""
+    while True:
+        await asyncio.sleep(RT.resync_seconds)
+        metrics.RESYNCS.inc()
+        for body in RT.store.all("ModelDeployment"):
+            meta = body.get("metadata") or {}
+            RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta.get("name") or ""))
+
+
+def _track(kind: str, event: dict[str, Any], body: Any) -> dict[str, Any]:
+    data = dict(body)
+    meta = data.get("metadata") or {}
+    if event.get("type") == "DELETED":
+        RT.store.remove(kind, meta.get("namespace") or "", meta.get("name") or "")
+    else:
+        RT.store.put(kind, data)
+    return data
+
+
+@kopf.on.event(c.GROUP, c.VERSION, "modeldeployments")
+async def on_model_deployment(event: dict[str, Any], body: Any, **_: Any) -> None:
+    data = _track("ModelDeployment", event, body)
+    if event.get("type") != "DELETED":
+        meta = data["metadata"]
+        RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta["name"]))
+
+
+def _enqueue_owner(data: dict[str, Any]) -> None:
+    meta = data.get("metadata") or {}
+    owner = (meta.get("labels") or {}).get(c.LABEL_DEPLOYMENT)
+    if owner:
+        RT.queue.add(("ModelDeployment", meta.get("namespace") or "", owner))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def on_deployment(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("Deployment", event, body))
+
+
+@kopf.on.event("", "v1", "services", labels=MANAGED)
+async def on_service(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("Service", event, body))
+
+
+@kopf.on.event("", "v1", "configmaps", labels=MANAGED)
+async def on_configmap(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("ConfigMap", event, body))
+
+
+@kopf.on.event("", "v1", "nodes")
+async def on_node(event: dict[str, Any], body: Any, **_: Any) -> None:
+    old = RT.store.get("Node", "", (body.get("metadata") or {}).get("name") or "")
+    data = _track("Node", event, body)
+    # Only what decides schedulability matters: labels, taints, allocatable. Heartbeats do not.
+    def shape(n: dict[str, Any] | None) -> Any:
+        if not n:
+            return None
+        return ((n.get("metadata") or {}).get("labels"), (n.get("spec") or {}).get("taints"), (n.get("status") or {}).get("allocatable"))
+    if event.get("type") == "DELETED" or shape(old) != shape(data):
+        for md in RT.store.all("ModelDeployment"):
+            conds = (md.get("status") or {}).get("conditions") or []
+            if any(x.get("type") == c.COND_SCHEDULABLE and x.get("status") == "False" for x in conds):
+                meta = md["metadata"]
+                RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta["name"]))

@@ -1,0 +1,14 @@
+"""Prometheus metrics of the operator (prometheus-client), served on --metrics-port at /metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("modelpilot_reconcile_total", "Reconciles run, by kind and result", ["kind", "result"])
+RECONCILE_SECONDS = Histogram(
+    "modelpilot_reconcile_duration_seconds", "Time to reconcile one object", ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RECONCILE_ERRORS = Counter("modelpilot_reconcile_errors_total", "Reconciles that raised, by kind and error", ["kind", "error"])
+API_REQUESTS = Counter("modelpilot_kube_requests_total", "Requests the operator sent to the Kubernetes API, by verb", ["verb"])
+RESYNCS = Counter("modelpilot_resyncs_total", "Periodic full resyncs started")
+QUEUE_DEPTH = Gauge("modelpilot_workqueue_depth", "Objects waiting to be reconciled")
+WEIGHT = Gauge("modelpilot_traffic_weight_percent", "Traffic weight per ModelDeployment and role", ["namespace", "name", "role"])

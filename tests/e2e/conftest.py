@@ -1,0 +1,130 @@
+"""The operator under test, run as a real process (the `modelpilot-operator` console script) with
+its own client certificate, so that the apiserver's audit log attributes its writes to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from ..conftest import LOCAL, REPO, Kubectl
+
+OPERATOR_USER = "modelpilot-operator"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+class Operator:
+    def __init__(self, kubeconfig: str, metrics_port: int = 18090, health_port: int = 18091, resync: float = 4.0):
+        self.kubeconfig = kubeconfig
+        self.metrics_port = metrics_port
+        self.health_port = health_port
+        self.resync = resync
+        self.proc: subprocess.Popen | None = None
+        self.log_path = LOCAL / "logs" / "operator-e2e.log"
+
+    def start(self) -> None:
+        exe = Path(sys.executable).with_name("modelpilot-operator")
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig, MODELPILOT_CONFIG=str(REPO / "hack/testbed/operator-config.yaml"))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [str(exe), f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}",
+             f"--resync-seconds={self.resync}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"operator not healthy in 60s; see {self.log_path}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metrics(self) -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def metric(self, name: str) -> float:
+        return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
+
+
+def operator_writes(since: datetime) -> list[dict[str, Any]]:
+    """Write requests the apiserver audited from the operator's identity since `since`."""
+    out = []
+    path = LOCAL / "logs" / "audit.log"
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("user", {}).get("username") != OPERATOR_USER or ev.get("verb") not in WRITE_VERBS:
+            continue
+        ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if ts >= since:
+            out.append({"verb": ev["verb"], "uri": ev.get("requestURI"), "code": ev.get("responseStatus", {}).get("code")})
+    return out
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, what: str = "condition") -> Any:
+    deadline = time.time() + timeout
+    last: Any = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: str) -> Iterator[Operator]:
+    # A local-up --with-operator instance would fight the one under test: stop it (we started it).
+    pidfile = LOCAL / "pids" / "operator.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+        pidfile.unlink()
+    op = Operator(str(LOCAL / "operator.kubeconfig"))
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()

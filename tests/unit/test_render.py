@@ -1,0 +1,96 @@
+"""Golden-file tests of the pure builders: the whole rendered object set per runtime.
+
+Regenerate after an intended change with `UPDATE_GOLDEN=1 pytest tests/unit/test_render.py` and
+review the diff like any other code change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelpilot.api.modeldeployment import parse_model_deployment
+from modelpilot.render import build_entry_service, build_revision_objects
+
+from .helpers import CONFIG, md
+
+pytestmark = pytest.mark.unit
+GOLDEN = Path(__file__).parent / "golden"
+
+CASES = {
+    "triton-gpu": md(),
+    "triton-cpu": md(placement={"nodePool": "cpu", "resources": {"requests": {"cpu": "2", "memory": "4Gi"}}}),
+    "triton-mig": md(placement={"nodePool": "gpu-mig", "gpu": {"count": 1, "migProfile": "1g.10gb"}}),
+    "torchserve-cpu": md(model={"uri": "s3://models/bert.mar", "format": "mar"}, runtime={"kind": "torchserve", "maxBatchSize": 4},
+                         placement={"nodePool": "cpu"}),
+    "tfserving-gpu": md(model={"uri": "gs://models/bert", "format": "savedmodel"}, runtime={"kind": "tfserving"}),
+}
+
+
+def render(body: dict) -> list[dict]:
+    spec = parse_model_deployment(body)
+    return [build_entry_service(spec), *build_revision_objects(spec, 1, CONFIG, spec.replicas)]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case: str) -> None:
+    got = render(CASES[case])
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump_all(got, sort_keys=True))
+    want = list(yaml.safe_load_all(path.read_text()))
+    assert len(got) == len(want), "a builder added or dropped an object"
+    for g, w in zip(got, want):
+        assert g == w, f"{g['kind']}/{g['metadata']['name']} differs from {path}"
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render(CASES["triton-gpu"]) == render(CASES["triton-gpu"])
+
+
+def test_gpu_pod_lands_on_pool_with_gpu_request() -> None:
+    dep = render(CASES["triton-gpu"])[2]
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"modelpilot.io/pool": "gpu-a100", "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    res = pod["containers"][0]["resources"]
+    assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_mig_requests_the_mig_resource() -> None:
+    dep = render(CASES["triton-mig"])[2]
+    res = dep["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res["limits"] == {"nvidia.com/mig-1g.10gb": "1"}
+
+
+def test_cpu_pod_has_no_gpu_and_no_toleration() -> None:
+    pod = render(CASES["triton-cpu"])[2]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"modelpilot.io/pool": "cpu"}
+    assert "tolerations" not in pod
+    assert "nvidia.com/gpu" not in str(pod["containers"][0]["resources"])
+
+
+def test_triton_config_pbtxt() -> None:
+    cm = render(CASES["triton-gpu"])[1]
+    assert cm["data"]["resnet.config.pbtxt"] == (
+        'name: "resnet"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\ndynamic_batching {\n}\n'
+        "instance_group [\n  {\n    count: 1\n    kind: KIND_GPU\n  }\n]\n"
+    )
+
+
+def test_children_are_owned_and_labelled() -> None:
+    for obj in render(CASES["triton-gpu"]):
+        meta = obj["metadata"]
+        assert meta["ownerReferences"][0]["uid"] == "uid-1" and meta["ownerReferences"][0]["controller"] is True
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "modelpilot"
+        assert meta["labels"]["modelpilot.io/model-deployment"] == "resnet"
+
+
+def test_no_replicas_field_under_autoscaling() -> None:
+    spec = parse_model_deployment(md(autoscaling={"minReplicas": 1, "maxReplicas": 4}))
+    dep = build_revision_objects(spec, 1, CONFIG, None)[1]
+    assert "replicas" not in dep["spec"]
