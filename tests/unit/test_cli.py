@@ -1,0 +1,48 @@
+"""`kubectl modelpilot render` prints what the operator applies, and refuses bad input clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "hack/testbed/operator-config.yaml"
+pytestmark = pytest.mark.unit
+
+
+def render(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modelpilot.cli", "render", *args], capture_output=True, text=True, input=input)
+
+
+def test_render_sample_matches_operator_objects() -> None:
+    r = render("-f", str(REPO / "docs/samples/modeldeployment-triton-gpu.yaml"), "--config", str(CONFIG), "-n", "ml")
+    assert r.returncode == 0, r.stderr
+    objs = list(yaml.safe_load_all(r.stdout))
+    assert [o["kind"] for o in objs] == ["Service", "ConfigMap", "Deployment"]
+    assert all(o["metadata"]["namespace"] == "ml" for o in objs)
+    pod = objs[2]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["modelpilot.io/pool"] == "gpu-a100"
+
+
+def test_render_invalid_spec_names_the_field() -> None:
+    doc = yaml.safe_dump({"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "x"},
+                          "spec": {"model": {"uri": "file:///m.onnx", "format": "onnx"}, "runtime": {"kind": "tfserving"}}})
+    r = render("-f", "-", "--config", str(CONFIG), input=doc)
+    assert r.returncode == 2
+    assert "spec.model.format" in r.stderr and "tfserving cannot serve" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_render_without_pools_says_where_to_configure_them() -> None:
+    r = render("-f", str(REPO / "docs/samples/modeldeployment-triton-gpu.yaml"))
+    assert r.returncode == 2 and "nodePools" in r.stderr
+
+
+def test_render_rejects_other_kinds_and_bad_yaml() -> None:
+    assert "only ModelDeployment" in render("-f", "-", input="kind: Pod\napiVersion: v1\n").stderr
+    bad = render("-f", "-", input="a: [\n")
+    assert bad.returncode != 0 and "not valid YAML" in bad.stderr
