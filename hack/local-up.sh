@@ -143,6 +143,7 @@ start kwok "kwok --kubeconfig=$LOCAL_DIR/kwok" kwok \
   --kubeconfig="$LOCAL_DIR/kwok.kubeconfig" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
   --node-lease-duration-seconds=40 --cidr=10.0.0.1/16 --node-ip=10.0.0.1 \
+  --config="$HACK_DIR/testbed/kwok-stages.yaml" \
   --server-address=127.0.0.1:0
 
 K() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }

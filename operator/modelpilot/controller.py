@@ -40,6 +40,7 @@ class Store:
         return labels.get(c.LABEL_DEPLOYMENT) or labels.get(c.LABEL_EXPORT)
 
     def put(self, kind: str, body: Mapping[str, Any]) -> None:
+        body = slim(kind, body)
         meta = body.get("metadata") or {}
         key = (kind, meta.get("namespace") or "", meta.get("name") or "")
         with self._lock:
@@ -47,7 +48,7 @@ class Store:
             # Never go back in time: a write's response can be newer than a queued watch event.
             if old is not None and _rv(old) > _rv(body):
                 return
-            self._objects[key] = dict(body)
+            self._objects[key] = body
             owner = self._owner(body)
             if owner:
                 self._by_owner[(kind, key[1], owner)].add(key)
@@ -71,6 +72,33 @@ class Store:
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
             return [v for k, v in self._objects.items() if k[0] == kind]
+
+
+# What reconciles read of each kind; everything else is dropped to keep memory flat at scale
+# (managedFields alone are most of a Deployment's size).
+_KEEP: dict[str, tuple[str, ...]] = {
+    "Deployment": ("metadata", "spec", "status"),
+    "Service": ("metadata",),
+    "ConfigMap": ("metadata",),
+    "HorizontalPodAutoscaler": ("metadata",),
+    "Node": ("metadata", "spec", "status"),
+}
+
+
+def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    keep = _KEEP.get(kind)
+    out = {k: v for k, v in body.items() if keep is None or k in keep or k in ("apiVersion", "kind")}
+    meta = dict(out.get("metadata") or {})
+    meta.pop("managedFields", None)
+    out["metadata"] = meta
+    if kind == "Deployment":
+        spec = out.get("spec") or {}
+        out["spec"] = {"replicas": spec.get("replicas")}
+    elif kind == "Node":
+        st = out.get("status") or {}
+        out["status"] = {"allocatable": st.get("allocatable")}
+        meta.pop("annotations", None)
+    return out
 
 
 def _rv(body: Mapping[str, Any] | None) -> int:

@@ -149,7 +149,7 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     excess = [r for r in keep if int(r["revision"]) != revision][: max(0, len(keep) - 1 - md.revision_history_limit)]
     history = [r for r in keep if r not in excess]
 
-    if desired == 0:
+    if desired == 0 and complete:
         conds = set_condition(conds, c.COND_WORKLOAD_READY, True, c.REASON_SCALED_TO_ZERO, "spec.replicas is 0", gen, now)
     elif complete:
         conds = set_condition(conds, c.COND_WORKLOAD_READY, True, c.REASON_PODS_READY,

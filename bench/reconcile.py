@@ -1,0 +1,213 @@
+"""Reconcile throughput of the operator against a floor, on the local control plane.
+
+    python bench/reconcile.py [--n 200] [--replicas 1] [--workers 8]
+
+1. Floor: with no operator running, a bare Python client (the official `kubernetes` client, the
+   same thread count as the operator's workers) creates N ModelDeployments, server-side-applies the
+   same children the operator would (rendered by the same builders), waits for each Deployment to
+   be ready, and writes the same status. Nothing else.
+2. Operator: the real `modelpilot-operator` process; the same N ModelDeployments are created and
+   timed until every one has status.phase Ready.
+3. Idle: after one periodic resync, count the operator's writes in the apiserver's audit log.
+4. RSS: the operator's peak resident memory (VmHWM).
+
+Prints one JSON line last: {"n", "seconds", "floor_seconds", "ratio", "idle_writes", "rss_mb"}.
+Needs the local control plane (hack/local-up.sh) and stops any operator that local-up started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import kubernetes
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "operator"))
+
+from modelpilot.api.modeldeployment import parse_model_deployment  # noqa: E402
+from modelpilot.config import load_config  # noqa: E402
+from modelpilot.controller import now_rfc3339  # noqa: E402
+from modelpilot.kube import KubeClient  # noqa: E402
+from modelpilot.rollout import Observed, plan_model_deployment  # noqa: E402
+
+LOCAL = REPO / ".local"
+CONFIG_PATH = REPO / "hack/testbed/operator-config.yaml"
+
+
+def md_body(name: str, replicas: int) -> dict:
+    return {
+        "apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+        "spec": {"model": {"uri": f"pvc://models/{name}/model.onnx", "format": "onnx"}, "runtime": {"kind": "triton"},
+                 "replicas": replicas, "placement": {"nodePool": "cpu", "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}},
+    }
+
+
+def kube(kubeconfig: Path) -> KubeClient:
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32
+    return KubeClient(kubernetes.client.ApiClient(cfg))
+
+
+def namespace(k: KubeClient, name: str) -> None:
+    k._call("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def delete_namespace(k: KubeClient, name: str) -> None:
+    try:
+        k._call("DELETE", f"/api/v1/namespaces/{name}")
+    except kubernetes.client.exceptions.ApiException:
+        pass
+
+
+def create(k: KubeClient, ns: str, body: dict) -> dict:
+    return k._call("POST", f"/apis/modelpilot.io/v1alpha1/namespaces/{ns}/modeldeployments", body=body)
+
+
+def floor(k: KubeClient, ns: str, n: int, replicas: int, workers: int) -> float:
+    config = load_config(str(CONFIG_PATH))
+
+    def one(i: int) -> None:
+        live = create(k, ns, md_body(f"m{i}", replicas))
+        plan = plan_model_deployment(live, config, Observed(deployments={}, nodes=None, now=now_rfc3339()))
+        for obj in plan.apply:
+            k.apply(obj, None)
+        dep_name = f"m{i}-r1"
+        while True:
+            dep = k.get("Deployment", ns, dep_name)
+            if dep and int((dep.get("status") or {}).get("readyReplicas") or 0) >= replicas:
+                break
+            time.sleep(0.2)
+        final = plan_model_deployment(live, config, Observed(deployments={1: dep}, nodes=None, now=now_rfc3339()))
+        k.patch_status("ModelDeployment", ns, f"m{i}", {}, final.status, None)
+
+    t = time.monotonic()
+    with cf.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(n)))
+    return time.monotonic() - t
+
+
+def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("modelpilot-operator")
+    env = dict(os.environ, KUBECONFIG=str(LOCAL / "operator.kubeconfig"), MODELPILOT_CONFIG=str(CONFIG_PATH))
+    proc = subprocess.Popen([str(exe), "--metrics-port=18190", "--health-port=18191", f"--workers={workers}",
+                             f"--resync-seconds={resync}"], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    for _ in range(200):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:18191/healthz", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"operator did not become healthy; see {log}")
+
+
+def metric(name: str) -> float:
+    text = urllib.request.urlopen("http://127.0.0.1:18190/metrics", timeout=5).read().decode()
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name) and not l.startswith("#"))
+
+
+def rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def audit_writes(since: datetime, ns: str) -> int:
+    count = 0
+    for line in (LOCAL / "logs/audit.log").read_text().splitlines():
+        ev = json.loads(line)
+        if (ev.get("user", {}).get("username") == "modelpilot-operator" and ev.get("verb") in ("create", "update", "patch", "delete")
+                and f"/namespaces/{ns}/" in ev.get("requestURI", "")
+                and datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")) >= since):
+            count += 1
+    return count
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--replicas", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--resync", type=float, default=15.0)
+    args = ap.parse_args()
+    kubeconfig = LOCAL / "kubeconfig"
+    if not kubeconfig.exists():
+        raise SystemExit("no local control plane: run hack/local-up.sh first")
+    pidfile = LOCAL / "pids/operator.pid"
+    if pidfile.exists():  # an operator from local-up --with-operator would skew both phases
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+        pidfile.unlink()
+    k = kube(kubeconfig)
+    stamp = str(int(time.time()))
+
+    ns_floor = f"bench-floor-{stamp}"
+    namespace(k, ns_floor)
+    print(f"floor: {args.n} ModelDeployments by a bare client ...", file=sys.stderr)
+    floor_s = floor(k, ns_floor, args.n, args.replicas, args.workers)
+    print(f"floor: {floor_s:.1f}s", file=sys.stderr)
+    delete_namespace(k, ns_floor)
+    time.sleep(5)
+
+    log = LOCAL / "logs/operator-bench.log"
+    proc = start_operator(args.workers, args.resync, log)
+    try:
+        ns = f"bench-op-{stamp}"
+        namespace(k, ns)
+        print(f"operator: {args.n} ModelDeployments ...", file=sys.stderr)
+        t = time.monotonic()
+        with cf.ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(lambda i: create(k, ns, md_body(f"m{i}", args.replicas)), range(args.n)))
+        while True:
+            items = k._call("GET", f"/apis/modelpilot.io/v1alpha1/namespaces/{ns}/modeldeployments")["items"]
+            ready = sum(1 for i in items if (i.get("status") or {}).get("phase") == "Ready")
+            if ready == args.n:
+                break
+            if time.monotonic() - t > 1800:
+                raise SystemExit(f"only {ready}/{args.n} Ready after 30 minutes; see {log}")
+            time.sleep(0.25)
+        op_s = time.monotonic() - t
+        print(f"operator: {op_s:.1f}s", file=sys.stderr)
+
+        # Idle means: the queue is drained and the operator has stopped sending requests.
+        requests = -1.0
+        while True:
+            now_requests = metric("modelpilot_kube_requests_total")
+            if now_requests == requests and metric("modelpilot_workqueue_depth") == 0:
+                break
+            requests = now_requests
+            time.sleep(3)
+        since = datetime.now(timezone.utc)
+        resyncs = metric("modelpilot_resyncs_total")
+        while metric("modelpilot_resyncs_total") < resyncs + 1:
+            time.sleep(0.5)
+        while metric("modelpilot_workqueue_depth") > 0:
+            time.sleep(0.5)
+        time.sleep(2)
+        idle = audit_writes(since, ns)
+        rss = rss_peak_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    delete_namespace(k, ns)
+    print(json.dumps({"n": args.n, "seconds": round(op_s, 2), "floor_seconds": round(floor_s, 2),
+                      "ratio": round(op_s / floor_s, 3), "idle_writes": idle, "rss_mb": round(rss, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
