@@ -31,13 +31,16 @@ class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[Key, dict[str, Any]] = {}
-        self._by_owner: dict[tuple[str, str, str], set[Key]] = defaultdict(set)  # (kind, ns, owner) -> keys
+        self._by_owner: dict[tuple[str, str, str], set[Key]] = defaultdict(set)  # (kind, ns, "label=owner") -> keys
         self.nodes_synced = False
 
     @staticmethod
     def _owner(body: Mapping[str, Any]) -> str | None:
         labels = (body.get("metadata") or {}).get("labels") or {}
-        return labels.get(c.LABEL_DEPLOYMENT) or labels.get(c.LABEL_EXPORT)
+        for key in (c.LABEL_DEPLOYMENT, c.LABEL_EXPORT):
+            if labels.get(key):
+                return f"{key}={labels[key]}"
+        return None
 
     def put(self, kind: str, body: Mapping[str, Any]) -> None:
         body = slim(kind, body)
@@ -65,9 +68,11 @@ class Store:
         with self._lock:
             return self._objects.get((kind, namespace or "", name))
 
-    def owned(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]:
+    def owned(self, kind: str, namespace: str, owner: str, label: str = c.LABEL_DEPLOYMENT) -> list[dict[str, Any]]:
+        """Objects of `kind` labelled `label=owner` (a ModelDeployment's, or with LABEL_EXPORT a ModelExport's)."""
         with self._lock:
-            return [self._objects[k] for k in self._by_owner.get((kind, namespace, owner), ()) if k in self._objects]
+            keys = self._by_owner.get((kind, namespace, f"{label}={owner}"), ())
+            return [self._objects[k] for k in keys if k in self._objects]
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -81,6 +86,8 @@ _KEEP: dict[str, tuple[str, ...]] = {
     "Service": ("metadata",),
     "ConfigMap": ("metadata",),
     "HorizontalPodAutoscaler": ("metadata",),
+    "Job": ("metadata", "status"),
+    "Pod": ("metadata", "status"),
     "Node": ("metadata", "spec", "status"),
 }
 

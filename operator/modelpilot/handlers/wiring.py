@@ -18,7 +18,7 @@ from .. import metrics
 from ..config import OperatorConfig, load_config
 from ..controller import Store, WorkQueue
 from ..kube import KubeClient
-from . import modeldeployment
+from . import modelexport, modeldeployment
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Runtime:
 
 
 RT = Runtime()
+RECONCILERS = {"ModelDeployment": modeldeployment.reconcile, "ModelExport": modelexport.reconcile}
 MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 
 
@@ -60,10 +61,8 @@ async def _work(key: Any) -> float | None:
     loop = asyncio.get_running_loop()
     with metrics.RECONCILE_SECONDS.labels(kind=kind).time():
         try:
-            if kind == "ModelDeployment":
-                result = await loop.run_in_executor(RT.executor, modeldeployment.reconcile, RT.kube, RT.store, RT.config, namespace, name)
-            else:
-                result = None
+            handler = RECONCILERS[kind]
+            result = await loop.run_in_executor(RT.executor, handler, RT.kube, RT.store, RT.config, namespace, name)
             metrics.RECONCILES.labels(kind=kind, result="ok").inc()
             return result
         except Exception as e:
@@ -77,9 +76,10 @@ async def _resync_loop() -> None:
     while True:
         await asyncio.sleep(RT.resync_seconds)
         metrics.RESYNCS.inc()
-        for body in RT.store.all("ModelDeployment"):
-            meta = body.get("metadata") or {}
-            RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta.get("name") or ""))
+        for kind in RECONCILERS:
+            for body in RT.store.all(kind):
+                meta = body.get("metadata") or {}
+                RT.queue.add((kind, meta.get("namespace") or "", meta.get("name") or ""))
 
 
 def _track(kind: str, event: dict[str, Any], body: Any) -> dict[str, Any]:
@@ -102,9 +102,32 @@ async def on_model_deployment(event: dict[str, Any], body: Any, **_: Any) -> Non
 
 def _enqueue_owner(data: dict[str, Any]) -> None:
     meta = data.get("metadata") or {}
-    owner = (meta.get("labels") or {}).get(c.LABEL_DEPLOYMENT)
-    if owner:
-        RT.queue.add(("ModelDeployment", meta.get("namespace") or "", owner))
+    labels = meta.get("labels") or {}
+    if labels.get(c.LABEL_DEPLOYMENT):
+        RT.queue.add(("ModelDeployment", meta.get("namespace") or "", labels[c.LABEL_DEPLOYMENT]))
+    if labels.get(c.LABEL_EXPORT):
+        RT.queue.add(("ModelExport", meta.get("namespace") or "", labels[c.LABEL_EXPORT]))
+
+
+@kopf.on.event(c.GROUP, c.VERSION, "modelexports")
+async def on_model_export(event: dict[str, Any], body: Any, **_: Any) -> None:
+    data = _track("ModelExport", event, body)
+    if event.get("type") != "DELETED":
+        meta = data["metadata"]
+        RT.queue.add(("ModelExport", meta.get("namespace") or "", meta["name"]))
+
+
+EXPORTS = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_EXPORT: kopf.PRESENT}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=EXPORTS)
+async def on_job(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("Job", event, body))
+
+
+@kopf.on.event("", "v1", "pods", labels=EXPORTS)
+async def on_export_pod(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("Pod", event, body))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)

@@ -1,0 +1,190 @@
+"""Safe evaluation of `successCondition` / `failureCondition` and `thresholdRange`.
+
+Conditions are expressions over `result`, evaluated by `simpleeval` (an AST whitelist: no
+attribute access, no imports, no assignment, bounded power and string sizes), never by `eval`.
+The syntax is Python's (`and`, `or`, `not`); Argo Rollouts' `&&`, `||` and `!` are accepted too,
+so conditions copied from an AnalysisTemplate keep working.
+
+`result` is the query's value. A scalar or a one-element vector is a number that can also be
+indexed (`result[0]`) and measured (`len(result)`), so both `result < 0.01` and Argo's
+`result[0] < 0.01` work. A vector of several elements must be indexed or reduced
+(`all(v < 0.01 for v in result)`, `max(result) < 0.01`); comparing it as a whole is an error, not
+a silent False. NaN and empty results never get here: the run counts them as inconclusive first.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+import statistics
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+from simpleeval import EvalWithCompoundTypes, InvalidExpression
+
+SUCCESSFUL: Final = "Successful"
+FAILED: Final = "Failed"
+INCONCLUSIVE: Final = "Inconclusive"
+
+
+class ConditionError(ValueError):
+    """A condition that cannot be parsed, or cannot be evaluated on this result."""
+
+
+class Scalar(float):
+    """One value that also behaves as a one-element vector: `result`, `result[0]`, `len(result)`."""
+
+    def __getitem__(self, i: int) -> float:
+        if i not in (0, -1):
+            raise ConditionError(f"result has 1 value; result[{i}] does not exist")
+        return float(self)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[float]:
+        yield float(self)
+
+
+class Vector:
+    """Several values (one per series): index them or reduce them; comparing the whole is an error."""
+
+    def __init__(self, values: Sequence[float]):
+        self._values = tuple(float(v) for v in values)
+
+    def __getitem__(self, i: int) -> float:
+        try:
+            return self._values[i]
+        except IndexError:
+            raise ConditionError(f"result has {len(self._values)} values; result[{i}] does not exist") from None
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._values)
+
+    def __repr__(self) -> str:
+        return repr(list(self._values))
+
+    def _whole(self, *_: Any) -> Any:
+        raise ConditionError(
+            f"result has {len(self._values)} values (one per series): index one (result[0]) or "
+            "reduce them (max(result), all(v < 1 for v in result))")
+
+    __lt__ = __le__ = __gt__ = __ge__ = _whole
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _whole
+    __neg__ = __abs__ = __float__ = _whole
+
+
+def as_result(values: Sequence[float]) -> Scalar | Vector:
+    """The `result` an expression sees for these values."""
+    return Scalar(values[0]) if len(values) == 1 else Vector(values)
+
+
+def _mean(xs: Any) -> float:
+    return statistics.fmean(list(xs))
+
+
+FUNCTIONS: Final[dict[str, Any]] = {
+    "len": len, "abs": abs, "min": min, "max": max, "sum": sum, "all": all, "any": any,
+    "round": round, "float": float, "mean": _mean, "isNaN": math.isnan, "isInf": math.isinf,
+}
+_CONSTANTS: Final[dict[str, Any]] = {"true": True, "false": False, "True": True, "False": False}
+NAMES: Final = frozenset({"result", *_CONSTANTS})
+
+# Argo/expr operators outside string literals: `&&`, `||`, and `!` that is not `!=`.
+_TOKENS = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(&&)|(\|\|)|(!)(?!=)""")
+
+
+def _translate(expr: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1):
+            return m.group(1)
+        return " and " if m.group(2) else " or " if m.group(3) else " not "
+    return _TOKENS.sub(repl, expr).strip()
+
+
+def parse(expr: str) -> str:
+    """The expression in Python syntax, checked for syntax and for unknown names.
+
+    Raises ConditionError with the reason; used by `validate` before a run starts, so a typo is a
+    spec error rather than a measurement error.
+    """
+    src = _translate(expr)
+    if not src:
+        raise ConditionError("the condition is empty")
+    try:
+        tree = ast.parse(src, mode="eval")
+    except SyntaxError as e:
+        raise ConditionError(f"invalid syntax in {expr!r}: {e.msg}") from None
+    bound = {t.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+             for t in ast.walk(node.target) if isinstance(t, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in NAMES | FUNCTIONS.keys() | bound:
+            raise ConditionError(f"unknown name {node.id!r} in {expr!r}: use result, and functions "
+                                 f"{', '.join(sorted(FUNCTIONS))}")
+        if isinstance(node, ast.Attribute):
+            raise ConditionError(f"attribute access ({node.attr}) is not allowed in {expr!r}")
+    return src
+
+
+def evaluate(expr: str, values: Sequence[float]) -> bool:
+    """Evaluate a condition over the query's values; raise ConditionError if it cannot be."""
+    src = parse(expr)
+    ev = EvalWithCompoundTypes(names={**_CONSTANTS, "result": as_result(values)}, functions=FUNCTIONS)
+    try:
+        out = ev.eval(src)
+    except ConditionError:
+        raise
+    except (InvalidExpression, TypeError, ValueError, ArithmeticError, IndexError, KeyError) as e:
+        raise ConditionError(f"cannot evaluate {expr!r} on result={_show(values)}: {e}") from None
+    if not isinstance(out, (bool, int, float)):
+        raise ConditionError(f"{expr!r} gave {out!r}, not true or false")
+    return bool(out)
+
+
+def _show(values: Sequence[float]) -> str:
+    return f"{values[0]:g}" if len(values) == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+def judge_conditions(metric: dict, values: Sequence[float]) -> tuple[str, str]:
+    """(verdict, reason) of a query metric's successCondition, failureCondition and thresholdRange.
+
+    Argo's rules for the two conditions: only a success condition → not holding fails; only a
+    failure condition → not holding passes; both → neither holding is inconclusive. A thresholdRange
+    passes when every value lies in [min, max]. All checks present must pass; a failure anywhere
+    fails the measurement, before an inconclusive one.
+    """
+    verdicts: list[tuple[str, str]] = []
+    succ, fail = metric.get("successCondition"), metric.get("failureCondition")
+    if succ or fail:
+        s = evaluate(succ, values) if succ else None
+        f = evaluate(fail, values) if fail else None
+        if f:
+            verdicts.append((FAILED, f"failureCondition `{fail}` holds"))
+        elif succ and fail:
+            verdicts.append((SUCCESSFUL, f"successCondition `{succ}` holds") if s else
+                            (INCONCLUSIVE, f"neither successCondition `{succ}` nor failureCondition `{fail}` holds"))
+        elif succ:
+            verdicts.append((SUCCESSFUL, f"successCondition `{succ}` holds") if s else
+                            (FAILED, f"successCondition `{succ}` does not hold"))
+        else:
+            verdicts.append((SUCCESSFUL, f"failureCondition `{fail}` does not hold"))
+    tr = metric.get("thresholdRange")
+    if tr:
+        lo, hi = tr.get("min"), tr.get("max")
+        bad = [v for v in values if (lo is not None and v < lo) or (hi is not None and v > hi)]
+        rng = f"[{'-inf' if lo is None else f'{lo:g}'}, {'+inf' if hi is None else f'{hi:g}'}]"
+        if bad:
+            verdicts.append((FAILED, f"{_show(bad)} outside thresholdRange {rng}"))
+        else:
+            verdicts.append((SUCCESSFUL, f"within thresholdRange {rng}"))
+    if not verdicts:
+        raise ConditionError("the metric has no successCondition, failureCondition or thresholdRange")
+    for wanted in (FAILED, INCONCLUSIVE):
+        hit = [r for v, r in verdicts if v == wanted]
+        if hit:
+            return wanted, "; ".join(hit)
+    return SUCCESSFUL, "; ".join(r for _, r in verdicts)

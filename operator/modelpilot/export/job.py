@@ -1,0 +1,146 @@
+"""Pure builders of a ModelExport's Job and the ConfigMap holding its manifest.
+
+The Job runs exactly `modelpilot-export -f /etc/modelpilot/export/modelexport.yaml`, the command a
+user runs on a laptop with the same file, so a failing export can be reproduced outside the
+cluster. One Job per spec generation, with a deterministic name: a retry never duplicates work.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .. import constants as c
+from ..api.errors import SpecError
+from ..config import OperatorConfig
+
+SPEC_MOUNT = "/etc/modelpilot/export"
+SPEC_FILE = "modelexport.yaml"
+PVC_ROOT = "/mnt/pvc"
+CONTAINER = "export"
+DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+# Exit code 2 is the exporter's "bad input": retrying cannot help, so it fails the Job at once.
+BAD_INPUT_EXIT_CODE = 2
+
+
+def _meta(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    meta = body["metadata"]
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {
+            c.LABEL_NAME: "modelpilot-exporter",
+            c.LABEL_INSTANCE: meta["name"],
+            c.LABEL_COMPONENT: "export",
+            c.LABEL_MANAGED_BY: c.MANAGED_BY,
+            c.LABEL_PART_OF: "modelpilot",
+            c.LABEL_EXPORT: meta["name"],
+        },
+        "ownerReferences": [{
+            "apiVersion": c.API_VERSION, "kind": "ModelExport", "name": meta["name"], "uid": meta.get("uid", ""),
+            "controller": True, "blockOwnerDeletion": True,
+        }],
+    }
+
+
+def export_manifest(body: Mapping[str, Any]) -> str:
+    """The ModelExport as the exporter reads it: what the user applied, without status or server fields."""
+    meta = body["metadata"]
+    doc = {
+        "apiVersion": c.API_VERSION,
+        "kind": "ModelExport",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "generation": meta.get("generation", 0)},
+        "spec": body.get("spec") or {},
+    }
+    return yaml.safe_dump(doc, sort_keys=True)
+
+
+def _pvc_claims(spec: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """Claims named by pvc:// URIs in the spec: (all claims, the output's claim)."""
+    uris: list[str] = [((spec.get("source") or {}).get("uri") or ""), ((spec.get("validation") or {}).get("samplesUri") or "")]
+    for t in spec.get("targets") or []:
+        uris.append((((t.get("quantization") or {}).get("calibration") or {}).get("uri") or ""))
+    out_uri = (spec.get("output") or {}).get("uri") or ""
+    uris.append(out_uri)
+    claims = sorted({u[len("pvc://"):].split("/", 1)[0] for u in uris if u.startswith("pvc://")})
+    out_claim = out_uri[len("pvc://"):].split("/", 1)[0] if out_uri.startswith("pvc://") else None
+    return claims, out_claim
+
+
+def _secret_refs(spec: Mapping[str, Any]) -> Iterable[str]:
+    names = {((spec.get("source") or {}).get("secretRef") or {}).get("name"), ((spec.get("output") or {}).get("secretRef") or {}).get("name")}
+    return sorted(n for n in names if n)
+
+
+def build_spec_config_map(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(body, name), "data": {SPEC_FILE: export_manifest(body)}}
+
+
+def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig) -> dict[str, Any]:
+    spec = body.get("spec") or {}
+    claims, out_claim = _pvc_claims(spec)
+    pool_name = spec.get("nodePool")
+    pod: dict[str, Any] = {}
+    if pool_name:
+        pool = config.node_pools.get(pool_name)
+        if pool is None:
+            known = ", ".join(sorted(config.node_pools)) or "none are configured"
+            raise SpecError("spec.nodePool", f"unknown node pool {pool_name!r}", f"use one of: {known}")
+        if pool.node_selector:
+            pod["nodeSelector"] = dict(pool.node_selector)
+        if pool.tolerations:
+            pod["tolerations"] = [dict(t) for t in pool.tolerations]
+    resources = spec.get("resources") or DEFAULT_RESOURCES
+    mounts = [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "spec", "configMap": {"name": name}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    for i, claim in enumerate(claims):
+        mounts.append({"name": f"pvc-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": claim != out_claim})
+        volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": claim != out_claim}})
+    container = {
+        "name": CONTAINER,
+        "image": spec.get("image") or config.image_for("exporter"),
+        "command": ["modelpilot-export"],
+        "args": ["-f", f"{SPEC_MOUNT}/{SPEC_FILE}"],
+        "env": [
+            {"name": "MODELPILOT_PVC_ROOT", "value": PVC_ROOT},
+            {"name": "MODELPILOT_TERMINATION_LOG", "value": "/dev/termination-log"},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "envFrom": [{"secretRef": {"name": n}} for n in _secret_refs(spec)],
+        "resources": {k: dict(v) for k, v in resources.items()},
+        "volumeMounts": mounts,
+        # If the exporter dies before writing its result, the end of its log becomes the message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+    }
+    if not container["envFrom"]:
+        del container["envFrom"]
+    meta = _meta(body, name)
+    pod.update({
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
+    })
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": int(spec.get("backoffLimit", 1)),
+            "activeDeadlineSeconds": int(spec.get("activeDeadlineSeconds", 3600)),
+            "ttlSecondsAfterFinished": int(spec.get("ttlSecondsAfterFinished", 86400)),
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [BAD_INPUT_EXIT_CODE]}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]},
+            "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod},
+        },
+    }

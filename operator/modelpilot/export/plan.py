@@ -1,0 +1,144 @@
+"""Plan one reconcile of a ModelExport. Pure: observations in, objects and status out.
+
+One Job per spec generation (`<name>-export-g<generation>`). A spec change starts the new Job,
+deletes an obsolete one that is still running, and keeps the earlier artifacts listed until the
+new export succeeds. The result is read from the export container's termination message, the
+compact JSON the exporter writes (see modelpilot_exporters.manifest).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .. import constants as c
+from ..api.errors import SpecError
+from ..conditions import changed_conditions, set_condition
+from ..config import OperatorConfig
+from .job import CONTAINER, build_export_job, build_spec_config_map
+
+ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs")
+
+
+@dataclass(frozen=True)
+class ExportObserved:
+    jobs: Mapping[int, Mapping[str, Any]]  # generation -> Job
+    pods: list[Mapping[str, Any]]  # pods of the current generation's Job
+    now: str
+
+
+@dataclass
+class ExportPlan:
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[tuple[str, str, str]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _job_condition(job: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
+    for cond in ((job or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _termination(pods: list[Mapping[str, Any]], want_phase: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(parsed JSON result, raw message) from the newest pod in `want_phase` that left one."""
+    candidates = [p for p in pods if (p.get("status") or {}).get("phase") == want_phase]
+    candidates.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+    for p in candidates:
+        for cs in (p.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != CONTAINER:
+                continue
+            msg = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if not msg:
+                continue
+            try:
+                parsed = json.loads(msg)
+                return (parsed if isinstance(parsed, dict) else None), msg
+            except ValueError:
+                return None, msg.strip().splitlines()[-1][:1024] if msg.strip() else None
+    return None, None
+
+
+def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed: ExportObserved) -> ExportPlan:
+    meta = body.get("metadata") or {}
+    gen = int(meta.get("generation") or 0)
+    name = meta["name"]
+    now = observed.now
+    status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
+    old_conds = list(status.get("conditions") or [])
+    job_name = c.job_name(name, gen)
+    plan = ExportPlan()
+
+    try:
+        cm = build_spec_config_map(body, job_name)
+        job = build_export_job(body, job_name, config)
+    except SpecError as err:
+        conds = set_condition(old_conds, c.COND_READY, False, c.REASON_INVALID_SPEC, str(err), gen, now)
+        status.update({"phase": "Failed", "observedGeneration": gen, "conditions": conds, "message": str(err)})
+        plan.status = status
+        plan.events = [("Warning", c.REASON_INVALID_SPEC, str(err))] if changed_conditions(old_conds, conds) else []
+        return plan
+
+    plan.apply = [cm, job]
+    for g, old in observed.jobs.items():
+        active = not (_job_condition(old, "Complete") or _job_condition(old, "Failed"))
+        if g != gen and active:
+            plan.delete.append(("Job", meta["namespace"], c.job_name(name, g)))
+            plan.delete.append(("ConfigMap", meta["namespace"], c.job_name(name, g)))
+
+    current = observed.jobs.get(gen)
+    jst = (current or {}).get("status") or {}
+    conds = old_conds
+    if current is None:
+        phase, reason, message = "Pending", "JobCreated", f"Job {job_name} created"
+    elif _job_condition(current, "Complete"):
+        result, raw = _termination(observed.pods, "Succeeded")
+        if result is None or result.get("phase") != "Succeeded":
+            phase, reason = "Failed", "ResultMissing"
+            message = f"Job {job_name} succeeded but left no export result in its termination message" + (f": {raw}" if raw else "")
+        else:
+            phase, reason, message = "Succeeded", "ExportSucceeded", f"{len(result.get('artifacts') or [])} artifact(s) exported and validated"
+            status["artifacts"] = [{k: a[k] for k in ARTIFACT_FIELDS if a.get(k) is not None} for a in result.get("artifacts") or []]
+            if result.get("manifestUri"):
+                status["manifestUri"] = result["manifestUri"]
+    elif (failed := _job_condition(current, "Failed")) is not None:
+        result, raw = _termination(observed.pods, "Failed")
+        exporter_message = (result or {}).get("message") or raw
+        phase, reason = "Failed", "ExportFailed"
+        message = exporter_message or f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})"
+    elif int(jst.get("active") or 0) > 0 and any((p.get("status") or {}).get("phase") == "Running" for p in observed.pods):
+        phase, reason, message = "Running", "JobRunning", f"Job {job_name} is running"
+    else:
+        phase, reason, message = "Pending", "JobPending", f"Job {job_name} is waiting for its pod"
+
+    conds = set_condition(conds, c.COND_JOB_COMPLETE, phase in ("Succeeded", "Failed"), reason, message, gen, now)
+    conds = set_condition(conds, c.COND_READY, phase == "Succeeded", reason if phase != "Running" else "ExportRunning",
+                          message, gen, now)
+    status.update({"phase": phase, "observedGeneration": gen, "conditions": conds, "jobName": job_name})
+    if phase == "Failed":
+        status["message"] = message
+    else:
+        status.pop("message", None)
+    if current is None:
+        status.pop("startTime", None)
+        status.pop("completionTime", None)
+    if jst.get("startTime"):
+        status["startTime"] = jst["startTime"]
+    if jst.get("completionTime") or (phase == "Failed" and current is not None):
+        status["completionTime"] = jst.get("completionTime") or _failed_time(current) or now
+    elif phase in ("Pending", "Running"):
+        status.pop("completionTime", None)
+    plan.status = status
+    for cond in changed_conditions(old_conds, conds):
+        if cond["type"] == c.COND_READY and phase in ("Succeeded", "Failed"):
+            plan.events.append(("Normal" if phase == "Succeeded" else "Warning", reason, message))
+    return plan
+
+
+def _failed_time(job: Mapping[str, Any] | None) -> str | None:
+    cond = _job_condition(job, "Failed")
+    return (cond or {}).get("lastTransitionTime")

@@ -1,0 +1,142 @@
+"""The ModelExport Job builder and the status planner: every phase transition, without a cluster."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from modelpilot.conditions import get_condition
+from modelpilot.export import ExportObserved, plan_model_export
+from modelpilot.export.job import build_export_job
+
+from .helpers import CONFIG
+
+pytestmark = pytest.mark.unit
+T0 = "2026-01-01T00:00:00Z"
+
+BODY = {
+    "apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelExport",
+    "metadata": {"name": "resnet", "namespace": "ml", "uid": "u1", "generation": 1, "resourceVersion": "5"},
+    "spec": {
+        "source": {"uri": "pvc://models/resnet/model.pt2", "format": "pytorch", "secretRef": {"name": "creds"}},
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 3, 224, 224]}],
+        "targets": [{"format": "onnx", "quantization": {"mode": "dynamic"}}],
+        "output": {"uri": "pvc://artifacts/resnet"},
+        "nodePool": "cpu",
+        "backoffLimit": 2, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 60,
+    },
+}
+RESULT = {"phase": "Succeeded", "manifestUri": "pvc://artifacts/resnet/manifest.json",
+          "artifacts": [{"name": "onnx", "format": "onnx", "uri": "pvc://artifacts/resnet/onnx/model.onnx",
+                         "sha256": "ab" * 32, "sizeBytes": 1234, "maxAbsError": 0.002, "latencyMs": 1.5}]}
+
+
+def job(conditions=(), active=0, start="2026-01-01T00:00:01Z", completion=None):
+    st = {"active": active, "startTime": start, "conditions": [{"type": t, "status": "True", "reason": r, "message": "m",
+                                                                "lastTransitionTime": "2026-01-01T00:01:00Z"} for t, r in conditions]}
+    if completion:
+        st["completionTime"] = completion
+    return {"metadata": {"name": "resnet-export-g1"}, "status": st}
+
+
+def pod(phase, message=None, exit_code=0):
+    cs = {"name": "export", "state": {"running": {}}}
+    if phase in ("Succeeded", "Failed"):
+        cs["state"] = {"terminated": {"exitCode": exit_code, **({"message": message} if message else {})}}
+    return {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:01Z"}, "status": {"phase": phase, "containerStatuses": [cs]}}
+
+
+def plan(body=BODY, jobs=None, pods=()):
+    return plan_model_export(body, CONFIG, ExportObserved(jobs=jobs or {}, pods=list(pods), now=T0))
+
+
+def test_job_runs_the_same_cli_with_the_spec_mounted():
+    p = plan()
+    cm, j = p.apply
+    assert j["metadata"]["name"] == "resnet-export-g1" and cm["metadata"]["name"] == "resnet-export-g1"
+    c = j["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["modelpilot-export"] and c["args"] == ["-f", "/etc/modelpilot/export/modelexport.yaml"]
+    manifest = yaml.safe_load(cm["data"]["modelexport.yaml"])
+    assert manifest["kind"] == "ModelExport" and manifest["spec"] == BODY["spec"]
+    assert c["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    mounts = {m["mountPath"]: m.get("readOnly") for m in c["volumeMounts"]}
+    assert mounts["/mnt/pvc/models"] is True and mounts["/mnt/pvc/artifacts"] is False
+    s = j["spec"]
+    assert (s["backoffLimit"], s["activeDeadlineSeconds"], s["ttlSecondsAfterFinished"]) == (2, 600, 60)
+    assert s["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2]
+    assert s["template"]["spec"]["nodeSelector"] == {"modelpilot.io/pool": "cpu"}
+    assert s["template"]["metadata"]["labels"]["modelpilot.io/model-export"] == "resnet"
+
+
+def test_job_image_defaults_from_config_and_is_overridable():
+    assert build_export_job(BODY, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == CONFIG.image_for("exporter")
+    body = copy.deepcopy(BODY)
+    body["spec"]["image"] = "registry.local/exporter:dev"
+    assert build_export_job(body, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/exporter:dev"
+
+
+def test_pending_then_running():
+    assert plan().status["phase"] == "Pending"
+    st = plan(jobs={1: job(active=1)}, pods=[pod("Running")]).status
+    assert st["phase"] == "Running" and st["startTime"] == "2026-01-01T00:00:01Z" and st["jobName"] == "resnet-export-g1"
+
+
+def test_success_records_the_exporters_result():
+    p = plan(jobs={1: job([("Complete", "Completed")], completion="2026-01-01T00:02:00Z")}, pods=[pod("Succeeded", json.dumps(RESULT))])
+    st = p.status
+    assert st["phase"] == "Succeeded" and st["completionTime"] == "2026-01-01T00:02:00Z"
+    assert st["artifacts"] == RESULT["artifacts"] and st["manifestUri"] == RESULT["manifestUri"]
+    assert get_condition(st["conditions"], "Ready")["status"] == "True"
+    assert p.events == [("Normal", "ExportSucceeded", "1 artifact(s) exported and validated")]
+
+
+def test_failure_shows_the_exporters_own_message():
+    msg = "spec.targets[0].quantization.calibration: static int8 needs calibration data; set uri to an .npz or synthetic: true"
+    p = plan(jobs={1: job([("Failed", "PodFailurePolicy")])}, pods=[pod("Failed", json.dumps({"phase": "Failed", "message": msg}), 2)])
+    assert p.status["phase"] == "Failed" and p.status["message"] == msg
+    assert p.events == [("Warning", "ExportFailed", msg)]
+
+
+def test_failure_without_result_falls_back_to_the_log_tail_or_job_reason():
+    st = plan(jobs={1: job([("Failed", "BackoffLimitExceeded")])}, pods=[pod("Failed", "Traceback...\nMemoryError", 137)]).status
+    assert st["message"] == "MemoryError"
+    st = plan(jobs={1: job([("Failed", "DeadlineExceeded")])}, pods=[]).status
+    assert "DeadlineExceeded" in st["message"]
+
+
+def test_success_without_result_is_not_a_silent_success():
+    st = plan(jobs={1: job([("Complete", "Completed")])}, pods=[pod("Succeeded")]).status
+    assert st["phase"] == "Failed" and "no export result" in st["message"]
+
+
+def test_spec_change_keeps_old_artifacts_and_stops_obsolete_running_job():
+    done = plan(jobs={1: job([("Complete", "Completed")])}, pods=[pod("Succeeded", json.dumps(RESULT))]).status
+    body = copy.deepcopy(BODY)
+    body["metadata"]["generation"] = 2
+    body["status"] = done
+    p = plan(body, jobs={1: job([("Complete", "Completed")])})
+    assert p.apply[1]["metadata"]["name"] == "resnet-export-g2"
+    assert p.status["phase"] == "Pending" and p.status["artifacts"] == RESULT["artifacts"]
+    assert p.delete == []  # the finished Job of generation 1 is left to its TTL
+    running_old = plan(body, jobs={1: job(active=1)})
+    assert ("Job", "ml", "resnet-export-g1") in running_old.delete
+
+
+def test_unknown_node_pool_fails_without_a_job():
+    body = copy.deepcopy(BODY)
+    body["spec"]["nodePool"] = "tpu"
+    p = plan(body)
+    assert p.apply == [] and p.status["phase"] == "Failed" and "spec.nodePool" in p.status["message"]
+
+
+def test_idle_replan_is_identical():
+    jobs = {1: job([("Complete", "Completed")], completion="2026-01-01T00:02:00Z")}
+    pods = [pod("Succeeded", json.dumps(RESULT))]
+    st = plan(jobs=jobs, pods=pods).status
+    body = copy.deepcopy(BODY)
+    body["status"] = st
+    again = plan_model_export(body, CONFIG, ExportObserved(jobs=jobs, pods=pods, now="2030-01-01T00:00:00Z"))
+    assert again.status == st and again.events == []
