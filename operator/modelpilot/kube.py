@@ -169,4 +169,6 @@ class KubeClient:
         try:
             self._call("POST", path_for("Event", meta.get("namespace")), body=body)
         except ApiException as e:  # an Event is best effort: never fail a reconcile for it
+            if e.status == 409:  # the same transition was already reported (deterministic name)
+                return
             log.warning("could not post event %s on %s/%s: %s", reason, meta.get("namespace"), meta.get("name"), e.reason)

@@ -7,15 +7,39 @@ is what makes golden-file tests and `kubectl modelpilot render` possible.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from . import constants as c
 from .api.modeldeployment import ModelDeployment
 from .config import OperatorConfig
 from .placement import scheduling_for
-from .runtimes import MODEL_REPOSITORY, get_runtime
+from .runtimes import MODEL_REPOSITORY, Signature, get_runtime
 
 CONFIG_MOUNT = "/etc/modelpilot/model-config"
+HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
+
+
+@dataclass(frozen=True)
+class ExportArtifact:
+    """What the operator read from the referenced ModelExport's status, for an exportRef model.
+
+    `format` is the target's format (it decides the runtime's repository layout), `manifest_uri` is
+    `status.manifestUri` (the storage initializer resolves `export://<name>/<target>` from it), and
+    `signature` the target's IO signature from the manifest, when the operator has it.
+    """
+
+    format: str
+    manifest_uri: str
+    signature: Signature | None = None
+
+
+def effective(md: ModelDeployment, export: ExportArtifact | None) -> ModelDeployment:
+    """The spec as the runtimes see it: an exportRef model takes the format of the export's target."""
+    if export is None or md.model.format:
+        return md
+    return dataclasses.replace(md, model=dataclasses.replace(md.model, format=export.format))
 
 
 def owner_reference(md: ModelDeployment) -> dict[str, Any]:
@@ -56,8 +80,8 @@ def _config_key(path: str) -> str:
     return path.replace("/", ".")
 
 
-def build_model_config_map(md: ModelDeployment, revision: int) -> dict[str, Any]:
-    files = get_runtime(md.runtime.kind).config_files(md)
+def build_model_config_map(md: ModelDeployment, revision: int, signature: Signature | None = None) -> dict[str, Any]:
+    files = get_runtime(md.runtime.kind).config_files(md, signature)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -66,19 +90,32 @@ def build_model_config_map(md: ModelDeployment, revision: int) -> dict[str, Any]
     }
 
 
-def _storage_initializer(md: ModelDeployment, revision: int, config: OperatorConfig) -> dict[str, Any]:
+def model_source(md: ModelDeployment) -> str:
+    """The URI the storage initializer fetches: spec.model.uri, or `export://<name>[/<target>]`."""
+    if md.model.uri:
+        return md.model.uri
+    return f"export://{md.model.export_name}" + (f"/{md.model.export_target}" if md.model.export_target else "")
+
+
+def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: ExportArtifact | None) -> dict[str, Any]:
     runtime = get_runtime(md.runtime.kind)
-    source = md.model.uri or f"export://{md.model.export_name}" + (f"/{md.model.export_target}" if md.model.export_target else "")
-    return {
+    args = [
+        f"--uri={model_source(md)}",
+        f"--format={md.model.format or 'auto'}",
+        f"--model-name={md.model.name}",
+        f"--dest={MODEL_REPOSITORY}/{runtime.artifact_path(md)}",
+        f"--config-dir={CONFIG_MOUNT}",
+        f"--repository={MODEL_REPOSITORY}",
+    ]
+    if export is not None:
+        args.append(f"--manifest={export.manifest_uri}")
+    if md.model.endpoint:
+        args.append(f"--endpoint={md.model.endpoint}")
+    container: dict[str, Any] = {
         "name": "storage-initializer",
         "image": config.image_for("exporter"),
         "command": ["modelpilot-storage-init"],
-        "args": [
-            f"--uri={source}",
-            f"--dest={MODEL_REPOSITORY}/{runtime.artifact_path(md)}",
-            f"--config-dir={CONFIG_MOUNT}",
-            f"--repository={MODEL_REPOSITORY}",
-        ],
+        "args": args,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": _container_security(),
         "volumeMounts": [
@@ -87,9 +124,16 @@ def _storage_initializer(md: ModelDeployment, revision: int, config: OperatorCon
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    if md.model.secret_ref:
+        # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS_JSON or HTTP_AUTHORIZATION.
+        container["envFrom"] = [{"secretRef": {"name": md.model.secret_ref}}]
+    return container
 
 
 def _container_security() -> dict[str, Any]:
+    # All three runtimes run with a read-only root filesystem: everything they write goes to the /tmp
+    # and /dev/shm emptyDirs (TorchServe after LOG_LOCATION, METRICS_LOCATION and --ncs, see
+    # runtimes/torchserve.py), and the model repository is written only by the init container.
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -98,8 +142,15 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def build_revision_deployment(md: ModelDeployment, revision: int, config: OperatorConfig, replicas: int | None) -> dict[str, Any]:
+def _selector(md: ModelDeployment, revision: int) -> dict[str, str]:
+    return {c.LABEL_DEPLOYMENT: md.name, c.LABEL_REVISION: str(revision)}
+
+
+def build_revision_deployment(md: ModelDeployment, revision: int, config: OperatorConfig, replicas: int | None,
+                              *, signature: Signature | None = None, export: ExportArtifact | None = None) -> dict[str, Any]:
     """The revision's Deployment. `replicas=None` leaves the field to an HPA (server-side apply ownership)."""
+    md = effective(md, export)
+    signature = signature or (export.signature if export else None)
     runtime = get_runtime(md.runtime.kind)
     sched = scheduling_for(md.placement, config)
     server = runtime.container(md, md.runtime.image or config.image_for(md.runtime.kind))
@@ -115,13 +166,13 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "dshm", "mountPath": "/dev/shm"},
     ]
-    files = runtime.config_files(md)
+    files = runtime.config_files(md, signature)
     pod_labels = labels(md, revision)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
                             "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [_storage_initializer(md, revision, config)],
+        "initContainers": [_storage_initializer(md, config, export)],
         "containers": [server],
         "volumes": [
             {"name": "model-repository", "emptyDir": {}},
@@ -134,13 +185,21 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
             }},
         ],
         "terminationGracePeriodSeconds": 30,
+        # Replicas of a revision spread over nodes where they can (a node loss takes one, not all);
+        # ScheduleAnyway, because a GPU pool may well have fewer nodes than replicas.
+        "topologySpreadConstraints": [{
+            "maxSkew": 1,
+            "topologyKey": HOSTNAME_TOPOLOGY_KEY,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": _selector(md, revision)},
+        }],
     }
     if sched.node_selector:
         pod_spec["nodeSelector"] = sched.node_selector
     if sched.tolerations:
         pod_spec["tolerations"] = sched.tolerations
     spec: dict[str, Any] = {
-        "selector": {"matchLabels": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_REVISION: str(revision)}},
+        "selector": {"matchLabels": _selector(md, revision)},
         "revisionHistoryLimit": 2,
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
@@ -179,13 +238,46 @@ def build_entry_service(md: ModelDeployment) -> dict[str, Any]:
     }
 
 
-def build_revision_objects(md: ModelDeployment, revision: int, config: OperatorConfig, replicas: int | None) -> list[dict[str, Any]]:
+def build_revision_objects(md: ModelDeployment, revision: int, config: OperatorConfig, replicas: int | None,
+                           *, signature: Signature | None = None, export: ExportArtifact | None = None) -> list[dict[str, Any]]:
+    """Everything one revision needs. `signature` (or `export.signature`) is the artifact's IO signature,
+    None to let the runtime find it out; `export` is required to serve an exportRef model."""
+    signature = signature or (export.signature if export else None)
     objs = [
-        build_model_config_map(md, revision),
-        build_revision_deployment(md, revision, config, replicas),
+        build_model_config_map(effective(md, export), revision, signature),
+        build_revision_deployment(md, revision, config, replicas, signature=signature, export=export),
         build_autoscaler(md, revision),
+        build_pod_disruption_budget(md, revision, replicas),
     ]
     return [o for o in objs if o is not None]
+
+
+def runtime_warnings(md: ModelDeployment, *, signature: Signature | None = None,
+                     export: ExportArtifact | None = None) -> list[str]:
+    """One line each: what the runtime will do worse than the spec asks (for a condition message or an Event)."""
+    return get_runtime(md.runtime.kind).warnings(effective(md, export), signature or (export.signature if export else None))
+
+
+def build_pod_disruption_budget(md: ModelDeployment, revision: int, replicas: int | None) -> dict[str, Any] | None:
+    """At most one pod of the revision evicted at a time (drains, upgrades), or None for a single replica.
+
+    A budget over one replica would block every node drain, so it exists only with more than one
+    (spec.replicas, or autoscaling.minReplicas when an HPA owns the count). Pods that are not ready
+    may always be evicted: a broken revision must not hold a node hostage.
+    """
+    floor = replicas if replicas is not None else int((md.autoscaling or {}).get("minReplicas", 1))
+    if floor <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(md, c.revision_name(md.name, revision), revision),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": _selector(md, revision)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
 
 
 def endpoint(md: ModelDeployment) -> str:

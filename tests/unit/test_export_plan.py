@@ -140,3 +140,10 @@ def test_idle_replan_is_identical():
     body["status"] = st
     again = plan_model_export(body, CONFIG, ExportObserved(jobs=jobs, pods=pods, now="2030-01-01T00:00:00Z"))
     assert again.status == st and again.events == []
+
+
+def test_unschedulable_export_pod_says_why():
+    p = {"metadata": {"name": "p"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "message": 'persistentvolumeclaim "models" not found'}]}}
+    st = plan(jobs={1: job(active=1)}, pods=[p]).status
+    assert st["phase"] == "Pending" and 'persistentvolumeclaim "models" not found' in get_condition(st["conditions"], "Ready")["message"]

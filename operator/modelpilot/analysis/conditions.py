@@ -133,7 +133,7 @@ def parse(expr: str) -> str:
 def evaluate(expr: str, values: Sequence[float]) -> bool:
     """Evaluate a condition over the query's values; raise ConditionError if it cannot be."""
     src = parse(expr)
-    ev = EvalWithCompoundTypes(names={**_CONSTANTS, "result": as_result(values)}, functions=FUNCTIONS)
+    ev = EvalWithCompoundTypes(names={**_CONSTANTS, "result": as_result(values)}, functions=dict(FUNCTIONS))
     try:
         out = ev.eval(src)
     except ConditionError:

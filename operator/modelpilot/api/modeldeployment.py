@@ -30,6 +30,8 @@ class ModelRef:
     format: str | None
     export_name: str | None
     export_target: str | None
+    secret_ref: str | None = None  # Secret with download credentials, given to the storage initializer
+    endpoint: str | None = None  # S3 endpoint override
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,19 @@ def spec_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
 
 
+def check_runtime_format(kind: str, fmt: str, field_path: str = "spec.model.format") -> None:
+    """Raise SpecError when runtime `kind` cannot serve a `fmt` model.
+
+    The CRD rejects the combinations it can see (tfserving needs savedmodel, mar needs torchserve);
+    this is the full table, also for an exportRef whose format is known only from the export.
+    """
+    if fmt not in RUNTIME_FORMATS[kind]:
+        servers = [k for k, fmts in RUNTIME_FORMATS.items() if fmt in fmts]
+        hint = f"use one of {', '.join(RUNTIME_FORMATS[kind])}"
+        hint += f", or runtime {' or '.join(servers)}" if servers else f"; no runtime serves {fmt}: export to onnx"
+        raise SpecError(field_path, f"runtime {kind} cannot serve a {fmt} model", hint)
+
+
 def _int(value: Any, field_path: str, default: int, minimum: int | None = None) -> int:
     if value is None:
         return default
@@ -120,18 +135,16 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
         format=m.get("format"),
         export_name=(export_ref or {}).get("name"),
         export_target=(export_ref or {}).get("target"),
+        secret_ref=(m.get("secretRef") or {}).get("name"),
+        endpoint=m.get("endpoint"),
     )
 
     r = spec.get("runtime") or {}
     kind = r.get("kind")
     if kind not in RUNTIME_FORMATS:
         raise SpecError("spec.runtime.kind", f"unknown runtime {kind!r}", "use one of triton, torchserve, tfserving")
-    if model.format and model.format not in RUNTIME_FORMATS[kind]:
-        raise SpecError(
-            "spec.model.format",
-            f"runtime {kind} cannot serve a {model.format} model",
-            f"use one of {', '.join(RUNTIME_FORMATS[kind])}, or another runtime",
-        )
+    if model.format:
+        check_runtime_format(kind, model.format)
     db = r.get("dynamicBatching") or {}
     runtime = Runtime(
         kind=kind,

@@ -114,6 +114,9 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         phase, reason, message = "Running", "JobRunning", f"Job {job_name} is running"
     else:
         phase, reason, message = "Pending", "JobPending", f"Job {job_name} is waiting for its pod"
+        why = _unscheduled_reason(observed.pods)
+        if why:
+            reason, message = "PodUnschedulable", f"Job {job_name} is waiting for its pod: {why}"
 
     conds = set_condition(conds, c.COND_JOB_COMPLETE, phase in ("Succeeded", "Failed"), reason, message, gen, now)
     conds = set_condition(conds, c.COND_READY, phase == "Succeeded", reason if phase != "Running" else "ExportRunning",
@@ -142,3 +145,12 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
 def _failed_time(job: Mapping[str, Any] | None) -> str | None:
     cond = _job_condition(job, "Failed")
     return (cond or {}).get("lastTransitionTime")
+
+
+def _unscheduled_reason(pods: list[Mapping[str, Any]]) -> str | None:
+    """The scheduler's own words when the export pod cannot be placed (a missing PVC, no node)."""
+    for p in pods:
+        for cond in (p.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("message"):
+                return str(cond["message"])[:512]
+    return None

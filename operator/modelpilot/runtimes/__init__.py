@@ -1,6 +1,6 @@
 """Serving runtimes, one module each, behind the ServingRuntime protocol; `get_runtime` is the factory."""
 
-from .base import MODEL_REPOSITORY, ServingRuntime
+from .base import MODEL_REPOSITORY, ServingRuntime, Signature, TensorSpec
 from .tfserving import TFServing
 from .torchserve import TorchServe
 from .triton import Triton
@@ -15,4 +15,4 @@ def get_runtime(kind: str) -> ServingRuntime:
         raise ValueError(f"spec.runtime.kind: unknown runtime {kind!r}; use one of {', '.join(_RUNTIMES)}") from None
 
 
-__all__ = ["MODEL_REPOSITORY", "ServingRuntime", "get_runtime"]
+__all__ = ["MODEL_REPOSITORY", "ServingRuntime", "Signature", "TensorSpec", "get_runtime"]

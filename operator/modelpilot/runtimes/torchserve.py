@@ -1,11 +1,35 @@
-"""TorchServe: a model store holding `<model>.mar`, plus config.properties."""
+"""TorchServe: a model store holding `<model>.mar`, plus config.properties.
+
+A ready `.mar` (format `mar`) is served as it is. A TorchScript (`model.pt`) or `torch.export`
+(`model.pt2`) artifact is archived by the storage initializer with torch-model-archiver, using
+modelpilot's tensor handler (JSON tensors in, JSON tensors out; see
+modelpilot_exporters.storage_init). config.properties pins the addresses, the model to load at
+start, its workers and server-side batching (`batchSize`, `maxBatchDelay`), turns off the model
+registration API and token auth (the pod is reached through its Service only), and leaves no
+config snapshots, so that the server writes only under /tmp (read-only root filesystem).
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..api.modeldeployment import ModelDeployment
-from .base import MODEL_REPOSITORY, Ports, container_ports, env_list, http_probe
+from .base import (MODEL_REPOSITORY, STARTUP_FAILURES, STARTUP_PERIOD_SECONDS, Ports, Signature, container_ports,
+                   env_list, http_probe)
+
+MANAGEMENT_PORT = 8081
+GRPC_MANAGEMENT_PORT = 7071
+SIGNATURE_FILE = "signature.json"
+
+
+def max_batch_delay_ms(md: ModelDeployment) -> int:
+    us = md.runtime.max_queue_delay_us
+    return 5 if us is None else max(1, (us + 999) // 1000)
+
+
+def batch_size(md: ModelDeployment) -> int:
+    return max(1, md.runtime.max_batch_size) if md.runtime.dynamic_batching else 1
 
 
 class TorchServe:
@@ -13,45 +37,67 @@ class TorchServe:
     ports = Ports(http=8080, grpc=7070, metrics=8082)
 
     def container(self, md: ModelDeployment, image: str) -> dict[str, Any]:
-        m = md.model.name
         return {
             "name": "server",
             "image": image,
             "command": ["torchserve"],
             "args": [
-                "--start", "--foreground", "--disable-token-auth",
+                "--start", "--foreground", "--disable-token-auth", "--ncs",
                 f"--model-store={MODEL_REPOSITORY}",
                 f"--ts-config={MODEL_REPOSITORY}/config.properties",
                 *md.runtime.args,
             ],
-            "ports": container_ports(self.ports),
-            "env": env_list(md),
-            # The management API on the same pod tells whether the model's workers are up; the
-            # inference /ping only says the frontend is alive.
-            "readinessProbe": http_probe(f"/models/{m}", 8081, period=5, failure=3),
-            "livenessProbe": http_probe("/ping", self.ports.http, period=10, failure=3),
-            "startupProbe": http_probe("/ping", self.ports.http, period=10, failure=180),
+            "workingDir": "/tmp",
+            "ports": container_ports(self.ports, (("management", MANAGEMENT_PORT),)),
+            # Logs and metrics logs go to /tmp (an emptyDir): the root filesystem is read-only.
+            "env": env_list(md, (("LOG_LOCATION", "/tmp/logs"), ("METRICS_LOCATION", "/tmp/logs"),
+                                 ("PYTHONDONTWRITEBYTECODE", "1"))),
+            # /ping answers 200 "Healthy" only when every loaded model has its minimum of live workers,
+            # so it is the model-loaded check; the management API answers as long as the frontend runs.
+            "readinessProbe": http_probe("/ping", "http", period=5, failure=3),
+            "livenessProbe": http_probe("/models", "management", period=10, failure=3),
+            "startupProbe": http_probe("/ping", "http", period=STARTUP_PERIOD_SECONDS, failure=STARTUP_FAILURES),
         }
 
-    def config_files(self, md: ModelDeployment) -> dict[str, str]:
+    def config_files(self, md: ModelDeployment, signature: Signature | None = None) -> dict[str, str]:
         r = md.runtime
+        m = md.model.name
+        model_cfg = {m: {"1.0": {
+            "defaultVersion": True,
+            "marName": f"{m}.mar",
+            "minWorkers": r.instances,
+            "maxWorkers": r.instances,
+            "batchSize": batch_size(md),
+            "maxBatchDelay": max_batch_delay_ms(md),
+            "responseTimeout": 120,
+        }}}
         props = {
-            "inference_address": "http://0.0.0.0:8080",
-            "management_address": "http://0.0.0.0:8081",
-            "metrics_address": "http://0.0.0.0:8082",
-            "grpc_inference_port": "7070",
+            "inference_address": f"http://0.0.0.0:{self.ports.http}",
+            "management_address": f"http://0.0.0.0:{MANAGEMENT_PORT}",
+            "metrics_address": f"http://0.0.0.0:{self.ports.metrics}",
+            "grpc_inference_port": str(self.ports.grpc),
+            "grpc_management_port": str(GRPC_MANAGEMENT_PORT),
             "model_store": MODEL_REPOSITORY,
-            "load_models": f"{md.model.name}.mar",
+            # name=file: the model is served under spec.model.name whatever name the archive carries.
+            "load_models": f"{m}={m}.mar",
+            "models": json.dumps(model_cfg, sort_keys=True, separators=(",", ":")),
             "default_workers_per_model": str(r.instances),
+            "number_of_gpu": str(md.placement.gpu.count),
             "metrics_mode": "prometheus",
+            "disable_token_authorization": "true",
+            "enable_model_api": "false",
+            "install_py_dep_per_model": "false",
         }
-        if r.max_batch_size > 1:
-            props["models"] = (
-                '{"%s":{"1.0":{"marName":"%s.mar","minWorkers":%d,"maxWorkers":%d,"batchSize":%d,"maxBatchDelay":%d}}}'
-                % (md.model.name, md.model.name, r.instances, r.instances, r.max_batch_size,
-                   (r.max_queue_delay_us or 5000) // 1000)
-            )
-        return {"config.properties": "".join(f"{k}={v}\n" for k, v in props.items())}
+        files = {"config.properties": "".join(f"{k}={v}\n" for k, v in props.items())}
+        if signature is not None:
+            files[SIGNATURE_FILE] = json.dumps(signature.to_dict(), sort_keys=True, indent=1) + "\n"
+        return files
 
     def artifact_path(self, md: ModelDeployment) -> str:
         return f"{md.model.name}.mar"
+
+    def warnings(self, md: ModelDeployment, signature: Signature | None = None) -> list[str]:
+        if signature is None and md.model.format in ("torchscript", "pt2"):
+            return ["the artifact's signature is not known: modelpilot's TorchServe handler takes inputs in "
+                    "order and names outputs output0, output1, ...; spec.model.exportRef gives the real names"]
+        return []

@@ -1,0 +1,161 @@
+"""What the routers share: the entry and preview Services, names, the cookie regex, A/B checks,
+replica sizing for routers that split traffic in a proxy, and the rounding of observed shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from .. import constants as c
+from ..api.errors import SpecError
+from ..api.modeldeployment import ModelDeployment
+from ..render import build_entry_service, labels, owner_reference
+from .base import HeaderMatch, ReplicaPlan, TrafficState
+
+# Characters with a meaning in RE2; everything else in a cookie name or value is literal.
+_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+
+def service_name(md: ModelDeployment, revision: int) -> str:
+    return c.revision_name(md.name, revision)
+
+
+def preview_service_name(md: ModelDeployment) -> str:
+    return f"{md.name}-preview"
+
+
+def service_host(md: ModelDeployment, name: str) -> str:
+    return f"{name}.{md.namespace}.svc.cluster.local"
+
+
+def entry_service(md: ModelDeployment, state: TrafficState, *, split_by_pods: bool) -> dict[str, Any]:
+    """The entry Service `<name>`, selecting the revision that serves direct (unrouted) callers.
+
+    With `split_by_pods` (the replica router) a weight of 1..99 selects every revision's pods, so
+    the weight is realised by pod counts. Otherwise, and at 0 or 100, it selects one revision:
+    the switch is atomic and a rollback instant, whatever pods are still running.
+    """
+    svc = build_entry_service(md)
+    pinned = serving_revision(state, split_by_pods=split_by_pods)
+    if pinned is not None:
+        svc["spec"]["selector"] = {**svc["spec"]["selector"], c.LABEL_REVISION: str(pinned)}
+    return svc
+
+
+def serving_revision(state: TrafficState, *, split_by_pods: bool) -> int | None:
+    """The one revision the entry Service selects, or None for all of them."""
+    if state.canary_revision is None or state.canary_weight == 0:
+        return state.stable_revision
+    if state.canary_weight == 100:
+        return state.canary_revision
+    return None if split_by_pods else state.stable_revision
+
+
+def preview_service(md: ModelDeployment, state: TrafficState) -> dict[str, Any] | None:
+    """`<name>-preview`: the new revision, reachable in the cluster before a blue-green switch."""
+    if not state.preview or state.canary_revision is None:
+        return None
+    entry = build_entry_service(md)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": preview_service_name(md),
+            "namespace": md.namespace,
+            "labels": labels(md, state.canary_revision, component="preview"),
+            "ownerReferences": [owner_reference(md)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {**entry["spec"]["selector"], c.LABEL_REVISION: str(state.canary_revision)},
+            "ports": entry["spec"]["ports"],
+        },
+    }
+
+
+def route_metadata(md: ModelDeployment) -> dict[str, Any]:
+    return {
+        "name": md.name,
+        "namespace": md.namespace,
+        "labels": labels(md, None, component="router"),
+        "ownerReferences": [owner_reference(md)],
+    }
+
+
+def re2_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in text)
+
+
+def cookie_regex(name: str, value: str) -> str:
+    """A regex on the Cookie header for `name=value`.
+
+    Correct under both full-match (Envoy, Istio) and search (some Gateway API implementations)
+    semantics: the pair is bounded by the start or `;` on the left, and by `;` or the end.
+    """
+    return rf"(^|.*;\s*){re2_escape(name)}={re2_escape(value)}(;.*|$)"
+
+
+def header_matches_from_spec(md: ModelDeployment) -> tuple[tuple[HeaderMatch, ...], tuple[str, str] | None]:
+    """spec.rollout.abTest.match as TrafficState fields: (header_matches, cookie_match)."""
+    match = (md.rollout.get("abTest") or {}).get("match") or {}
+    headers = tuple(HeaderMatch(h["name"], str(h["value"]), h.get("type") or "Exact") for h in match.get("headers") or ())
+    cookie = match.get("cookie")
+    return headers, ((cookie["name"], str(cookie["value"])) if cookie else None)
+
+
+def check_ab_headers(md: ModelDeployment) -> SpecError | None:
+    """Header names are case-insensitive: two spellings of one name are one header twice."""
+    match = (md.rollout.get("abTest") or {}).get("match") or {}
+    seen: dict[str, str] = {}
+    for h in match.get("headers") or ():
+        name = str(h.get("name", ""))
+        if name.lower() in seen:
+            return SpecError("spec.rollout.abTest.match.headers",
+                             f"{seen[name.lower()]!r} and {name!r} name the same header (header names are case-insensitive)",
+                             "keep one of them")
+        seen[name.lower()] = name
+    return None
+
+
+def routed_replicas(md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
+    """Sizing for routers that split traffic in a proxy (Argo Rollouts' rule with traffic routing).
+
+    Stable stays at `total` until the rollout ends, so an abort never waits for pods. The canary
+    gets the share of `total` it serves, rounded up: its weight, or the mirrored share (shadow
+    copies load too), at least one pod for an A/B match (the matching share is unknown), and
+    `blueGreen.previewReplicas` (default: all) while previewing.
+    """
+    if total <= 0 or state.canary_revision is None:
+        return ReplicaPlan(stable=max(total, 0), canary=0)
+    if state.preview and state.canary_weight < 100:
+        preview = (md.rollout.get("blueGreen") or {}).get("previewReplicas")
+        return ReplicaPlan(stable=total, canary=int(preview) if preview else total)
+    share = max(state.canary_weight, state.mirror_percent)
+    canary = -(-total * share // 100)
+    if state.has_match:
+        canary = max(canary, 1)
+    return ReplicaPlan(stable=total, canary=canary)
+
+
+def share_percent(part: int | float, whole: int | float) -> int:
+    """`part` of `whole` as a whole percent, nearer, ties up; never 0 or 100 unless it is."""
+    if whole <= 0 or part <= 0:
+        return 0
+    if part >= whole:
+        return 100
+    pct = int((200 * part + whole) // (2 * whole))
+    return min(max(pct, 1), 99)
+
+
+def find_object(observed: Sequence[Mapping[str, Any]], kind: str, name: str) -> Mapping[str, Any] | None:
+    for obj in observed:
+        if obj.get("kind") == kind and (obj.get("metadata") or {}).get("name") == name:
+            return obj
+    return None
+
+
+def describe(state: TrafficState) -> str:
+    parts = [f"stable {state.stable_weight}% / canary {state.canary_weight}%"]
+    if state.mirror_percent:
+        parts.append(f"mirror {state.mirror_percent}%")
+    return ", ".join(parts)

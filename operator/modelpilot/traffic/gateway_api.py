@@ -1,0 +1,159 @@
+"""The Gateway API router: one HTTPRoute `<name>` (gateway.networking.k8s.io/v1) per ModelDeployment.
+
+Rules, in the order they are rendered (Gateway API picks the rule with the most header matches
+first, so the order is for readers only):
+- `ab-test` (A/B): all header matches, or the cookie (a RegularExpression on the Cookie header),
+  send the request to the canary Service;
+- `preview` (blue-green before the switch): requests with `x-modelpilot-preview: true` go to the
+  canary Service;
+- `split`: everything else, split between the stable and canary Services by `backendRefs[].weight`;
+  for shadow it carries a `RequestMirror` filter with `percent` towards the canary Service
+  (standard channel since Gateway API v1.3), whose responses the gateway discards.
+
+The route attaches to `spec.traffic.gateway.parentRefs` and matches `hostnames`. Traffic through
+the Gateway follows the weights; in-cluster callers of the entry Service reach the stable revision.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..api.errors import SpecError
+from ..api.modeldeployment import ModelDeployment
+from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, TrafficState
+from .common import (check_ab_headers, cookie_regex, describe, entry_service, find_object, preview_service,
+                     route_metadata, routed_replicas, service_name, share_percent)
+
+API_VERSION = "gateway.networking.k8s.io/v1"
+RULE_AB = "ab-test"
+RULE_PREVIEW = "preview"
+RULE_SPLIT = "split"
+
+
+class GatewayAPIRouter:
+    kind = "gatewayAPI"
+
+    def check(self, md: ModelDeployment) -> SpecError | None:
+        gateway = md.traffic.get("gateway") or {}
+        if not gateway.get("parentRefs"):
+            return SpecError("spec.traffic.gateway.parentRefs", "router gatewayAPI needs the Gateway the HTTPRoute attaches to",
+                             "add spec.traffic.gateway.parentRefs: [{name: <gateway>, namespace: <its namespace>}]")
+        return check_ab_headers(md)
+
+    def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
+        objs = [entry_service(md, state, split_by_pods=False), preview_service(md, state), build_http_route(md, state)]
+        return [o for o in objs if o is not None]
+
+    def replicas(self, md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
+        return routed_replicas(md, state, total)
+
+    def achieved(self, md: ModelDeployment, state: TrafficState, ready: ReplicaPlan,
+                 observed: Sequence[Mapping[str, Any]]) -> Achieved | None:
+        route = find_object(observed, "HTTPRoute", md.name)
+        if route is None:
+            return None
+        rules = (route.get("spec") or {}).get("rules") or []
+        split = next((r for r in rules if r.get("name") == RULE_SPLIT), rules[-1] if rules else {})
+        weights: dict[str, int] = {}
+        for ref in split.get("backendRefs") or ():
+            weights[ref.get("name", "")] = weights.get(ref.get("name", ""), 0) + int(ref.get("weight", 1))
+        total = sum(weights.values())
+        canary = weights.get(service_name(md, state.canary_revision), 0) if state.canary_revision is not None else 0
+        mirror = _mirror_percent(split, service_name(md, state.canary_revision)) if state.canary_revision is not None else 0
+        canary_weight = share_percent(canary, total)
+
+        notes = []
+        if _signature(route) != _signature(build_http_route(md, state)):
+            notes.append(f"HTTPRoute {md.name} is not updated yet: it carries {_describe_refs(weights)}"
+                         f"{f', mirror {mirror}%' if mirror else ''}; wanted {describe(state)}")
+        if total == 0:
+            notes.append(f"HTTPRoute {md.name} has no backend with a weight: the gateway answers 500")
+        notes.extend(_rejections(route))
+        return Achieved(100 - canary_weight, canary_weight, mirror, exact=not notes, note="; ".join(notes))
+
+
+def build_http_route(md: ModelDeployment, state: TrafficState) -> dict[str, Any]:
+    gateway = md.traffic.get("gateway") or {}
+    spec: dict[str, Any] = {
+        "parentRefs": [{k: ref[k] for k in ("name", "namespace", "sectionName") if ref.get(k)} for ref in gateway.get("parentRefs") or ()],
+    }
+    if gateway.get("hostnames"):
+        spec["hostnames"] = list(gateway["hostnames"])
+    rules: list[dict[str, Any]] = []
+    if state.canary_revision is not None and state.has_match:
+        rules.append({"name": RULE_AB, "matches": _ab_matches(state), "backendRefs": [_backend(md, state.canary_revision, 100)]})
+    if state.canary_revision is not None and state.preview:
+        rules.append({
+            "name": RULE_PREVIEW,
+            "matches": [{"headers": [{"type": "Exact", "name": PREVIEW_HEADER, "value": PREVIEW_HEADER_VALUE}]}],
+            "backendRefs": [_backend(md, state.canary_revision, 100)],
+        })
+    split: dict[str, Any] = {"name": RULE_SPLIT, "backendRefs": [_backend(md, state.stable_revision, state.stable_weight)]}
+    if state.canary_revision is not None:
+        split["backendRefs"].append(_backend(md, state.canary_revision, state.canary_weight))
+        if state.mirror_percent:
+            split["filters"] = [{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": service_name(md, state.canary_revision), "port": md.port},
+                "percent": state.mirror_percent,
+            }}]
+    rules.append(split)
+    spec["rules"] = rules
+    return {"apiVersion": API_VERSION, "kind": "HTTPRoute", "metadata": route_metadata(md), "spec": spec}
+
+
+def _backend(md: ModelDeployment, revision: int, weight: int) -> dict[str, Any]:
+    return {"name": service_name(md, revision), "port": md.port, "weight": weight}
+
+
+def _ab_matches(state: TrafficState) -> list[dict[str, Any]]:
+    """All header matches in one entry (ANDed), the cookie in another (entries are ORed)."""
+    matches: list[dict[str, Any]] = []
+    if state.header_matches:
+        matches.append({"headers": [{"type": h.type, "name": h.name.lower(), "value": h.value} for h in state.header_matches]})
+    if state.cookie_match:
+        matches.append({"headers": [{"type": "RegularExpression", "name": "cookie", "value": cookie_regex(*state.cookie_match)}]})
+    return matches
+
+
+def _mirror_percent(rule: Mapping[str, Any], canary_service: str) -> int:
+    for f in rule.get("filters") or ():
+        mirror = f.get("requestMirror") or {}
+        if f.get("type") != "RequestMirror" or (mirror.get("backendRef") or {}).get("name") != canary_service:
+            continue
+        if "percent" in mirror:
+            return int(mirror["percent"])
+        if "fraction" in mirror:
+            frac = mirror["fraction"]
+            return share_percent(int(frac.get("numerator", 0)), int(frac.get("denominator", 100)))
+        return 100
+    return 0
+
+
+def _signature(route: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """What decides where a request goes, in a form where the apiserver's defaults do not differ."""
+    out = []
+    for rule in (route.get("spec") or {}).get("rules") or ():
+        refs = tuple(sorted((r.get("name"), int(r.get("port", 0)), int(r.get("weight", 1))) for r in rule.get("backendRefs") or ()))
+        headers = tuple(tuple(sorted((h.get("type", "Exact"), h.get("name", "").lower(), h.get("value")) for h in m.get("headers") or ()))
+                        for m in rule.get("matches") or [{}])  # no matches: the defaulted match-all
+        mirrors = tuple(sorted(((f.get("requestMirror") or {}).get("backendRef", {}).get("name"),
+                                (f.get("requestMirror") or {}).get("percent", 100))
+                               for f in rule.get("filters") or () if f.get("type") == "RequestMirror"))
+        out.append((rule.get("name"), refs, headers, mirrors))
+    return out
+
+
+def _describe_refs(weights: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} weight {w}" for name, w in sorted(weights.items())) or "no backends"
+
+
+def _rejections(route: Mapping[str, Any]) -> list[str]:
+    """Gateways that refused the route (Accepted=False or ResolvedRefs=False); silence is not refusal."""
+    out = []
+    for parent in ((route.get("status") or {}).get("parents") or ()):
+        ref = parent.get("parentRef") or {}
+        where = "/".join(x for x in (ref.get("namespace"), ref.get("name")) if x)
+        for cond in parent.get("conditions") or ():
+            if cond.get("type") in ("Accepted", "ResolvedRefs") and cond.get("status") == "False":
+                out.append(f"Gateway {where}: {cond['type']}=False ({cond.get('reason', '')}: {cond.get('message', '')})")
+    return out
