@@ -122,7 +122,8 @@ def operator(kubeconfig: str) -> Iterator[Operator]:
         except (ProcessLookupError, ValueError):
             pass
         pidfile.unlink()
-    op = Operator(str(LOCAL / "operator.kubeconfig"))
+    base = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090"))
+    op = Operator(str(LOCAL / "operator.kubeconfig"), metrics_port=base, health_port=base + 1)
     op.start()
     try:
         yield op
