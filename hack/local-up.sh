@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a real Kubernetes control plane on loopback, with kwok fake nodes (a CPU pool, two GPU
-# pools, one MIG node), the modelpilot CRDs and the Gateway API CRDs.
+# pools, one MIG node), the modelpilot CRDs, the Gateway API CRDs and the Istio CRDs.
 #
 #   hack/local-up.sh [--with-operator] [--help]
 #
@@ -29,7 +29,7 @@ PKI="$LOCAL_DIR/pki"; LOGS="$LOCAL_DIR/logs"; PIDS="$LOCAL_DIR/pids"
 KUBECONFIG_FILE="$LOCAL_DIR/kubeconfig"
 mkdir -p "$PKI" "$LOGS" "$PIDS"
 
-"$HACK_DIR/build-testbed.sh" etcd kubernetes kwok gateway-api
+"$HACK_DIR/build-testbed.sh" etcd kubernetes kwok gateway-api istio
 export PATH="$(testbed_path)"
 
 # ---- certificates and kubeconfigs (generated once per state dir) ----
@@ -147,9 +147,11 @@ start kwok "kwok --kubeconfig=$LOCAL_DIR/kwok" kwok \
   --server-address=127.0.0.1:0
 
 K() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
-log "applying fake nodes, Gateway API CRDs and modelpilot CRDs"
+log "applying fake nodes, Gateway API CRDs, Istio CRDs and modelpilot CRDs"
 K apply --server-side --force-conflicts -f "$HACK_DIR/testbed/nodes.yaml" >/dev/null
 K apply --server-side --force-conflicts -f "$(gateway_crd_dir)" >/dev/null
+# Istio's API module ships every Istio CRD in one generated file (VirtualService for the istio router).
+K apply --server-side --force-conflicts -f "$(istio_crd_dir)" >/dev/null
 if compgen -G "$REPO_ROOT/crds/*.yaml" >/dev/null; then
   K apply --server-side --force-conflicts -f "$REPO_ROOT/crds/" >/dev/null
   K wait --for condition=established --timeout=60s -f "$REPO_ROOT/crds/" >/dev/null

@@ -83,9 +83,10 @@ class Store:
 # (managedFields alone are most of a Deployment's size).
 _KEEP: dict[str, tuple[str, ...]] = {
     "Deployment": ("metadata", "spec", "status"),
-    "Service": ("metadata",),
+    "Service": ("metadata", "spec"),
     "ConfigMap": ("metadata",),
     "HorizontalPodAutoscaler": ("metadata",),
+    "PodDisruptionBudget": ("metadata",),
     "Job": ("metadata", "status"),
     "Pod": ("metadata", "status"),
     "Node": ("metadata", "spec", "status"),

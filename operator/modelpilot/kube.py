@@ -132,6 +132,17 @@ class KubeClient:
         return self._call("PATCH", path, body=desired, content_type="application/apply-patch+yaml",
                           query=[("fieldManager", c.FIELD_MANAGER), ("force", "true")])
 
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any] | None:
+        """Set replicas through the main resource with a merge patch (a field no apply of ours sends for
+        revisions other than the spec's own). Returns the live object, or None if it is gone."""
+        try:
+            return self._call("PATCH", path_for(kind, namespace, name), body={"spec": {"replicas": replicas}},
+                              content_type="application/merge-patch+json")
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         try:
             self._call("DELETE", path_for(kind, namespace, name), body={"propagationPolicy": "Background"})

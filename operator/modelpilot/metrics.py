@@ -12,3 +12,4 @@ API_REQUESTS = Counter("modelpilot_kube_requests_total", "Requests the operator 
 RESYNCS = Counter("modelpilot_resyncs_total", "Periodic full resyncs started")
 QUEUE_DEPTH = Gauge("modelpilot_workqueue_depth", "Objects waiting to be reconciled")
 WEIGHT = Gauge("modelpilot_traffic_weight_percent", "Traffic weight per ModelDeployment and role", ["namespace", "name", "role"])
+STEP = Gauge("modelpilot_rollout_step", "Current rollout step per ModelDeployment (-1: no rollout in progress)", ["namespace", "name"])

@@ -18,6 +18,7 @@ from .placement import scheduling_for
 from .runtimes import MODEL_REPOSITORY, Signature, get_runtime
 
 CONFIG_MOUNT = "/etc/modelpilot/model-config"
+PVC_ROOT = "/mnt/pvc"  # where the storage initializer finds pvc://<claim>/... (modelpilot_exporters.sources)
 HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
 
 
@@ -97,7 +98,20 @@ def model_source(md: ModelDeployment) -> str:
     return f"export://{md.model.export_name}" + (f"/{md.model.export_target}" if md.model.export_target else "")
 
 
-def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: ExportArtifact | None) -> dict[str, Any]:
+def _source_claims(md: ModelDeployment, export: ExportArtifact | None, mount: bool) -> list[str]:
+    """PersistentVolumeClaims the storage initializer reads: of spec.model.uri and of the export's manifest.
+
+    Mounting them is opt-in (`mount_pvc_sources=True`) until the test bed has claims: a pod that names
+    a claim that does not exist is never scheduled, which would hide every other e2e check.
+    """
+    if not mount:
+        return []
+    uris = [md.model.uri or "", export.manifest_uri if export else ""]
+    return sorted({u[len("pvc://"):].split("/", 1)[0] for u in uris if u.startswith("pvc://")})
+
+
+def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: ExportArtifact | None,
+                         claims: list[str]) -> dict[str, Any]:
     runtime = get_runtime(md.runtime.kind)
     args = [
         f"--uri={model_source(md)}",
@@ -122,6 +136,8 @@ def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: Ex
             {"name": "model-repository", "mountPath": MODEL_REPOSITORY},
             {"name": "model-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            *({"name": f"model-pvc-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}
+              for i, claim in enumerate(claims)),
         ],
     }
     if md.model.secret_ref:
@@ -147,9 +163,11 @@ def _selector(md: ModelDeployment, revision: int) -> dict[str, str]:
 
 
 def build_revision_deployment(md: ModelDeployment, revision: int, config: OperatorConfig, replicas: int | None,
-                              *, signature: Signature | None = None, export: ExportArtifact | None = None) -> dict[str, Any]:
+                              *, signature: Signature | None = None, export: ExportArtifact | None = None,
+                              mount_pvc_sources: bool = False) -> dict[str, Any]:
     """The revision's Deployment. `replicas=None` leaves the field to an HPA (server-side apply ownership)."""
     md = effective(md, export)
+    claims = _source_claims(md, export, mount_pvc_sources)
     signature = signature or (export.signature if export else None)
     runtime = get_runtime(md.runtime.kind)
     sched = scheduling_for(md.placement, config)
@@ -172,7 +190,7 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
                             "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [_storage_initializer(md, config, export)],
+        "initContainers": [_storage_initializer(md, config, export, claims)],
         "containers": [server],
         "volumes": [
             {"name": "model-repository", "emptyDir": {}},
@@ -183,6 +201,8 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
                 "name": c.config_map_name(md.name, revision),
                 "items": [{"key": _config_key(p), "path": p} for p in sorted(files)],
             }},
+            *({"name": f"model-pvc-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+              for i, claim in enumerate(claims)),
         ],
         "terminationGracePeriodSeconds": 30,
         # Replicas of a revision spread over nodes where they can (a node loss takes one, not all);
@@ -239,13 +259,16 @@ def build_entry_service(md: ModelDeployment) -> dict[str, Any]:
 
 
 def build_revision_objects(md: ModelDeployment, revision: int, config: OperatorConfig, replicas: int | None,
-                           *, signature: Signature | None = None, export: ExportArtifact | None = None) -> list[dict[str, Any]]:
+                           *, signature: Signature | None = None, export: ExportArtifact | None = None,
+                           mount_pvc_sources: bool = False) -> list[dict[str, Any]]:
     """Everything one revision needs. `signature` (or `export.signature`) is the artifact's IO signature,
-    None to let the runtime find it out; `export` is required to serve an exportRef model."""
+    None to let the runtime find it out; `export` is required to serve an exportRef model;
+    `mount_pvc_sources` mounts the claims of pvc:// sources into the storage initializer."""
     signature = signature or (export.signature if export else None)
     objs = [
         build_model_config_map(effective(md, export), revision, signature),
-        build_revision_deployment(md, revision, config, replicas, signature=signature, export=export),
+        build_revision_deployment(md, revision, config, replicas, signature=signature, export=export,
+                                  mount_pvc_sources=mount_pvc_sources),
         build_autoscaler(md, revision),
         build_pod_disruption_budget(md, revision, replicas),
     ]

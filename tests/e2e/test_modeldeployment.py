@@ -58,6 +58,8 @@ def pool_of(node_name: str) -> str:
     "modeldeployment-triton-cpu.yaml",
     "modeldeployment-torchserve.yaml",
     "modeldeployment-tfserving.yaml",
+    "modeldeployment-torchserve-gpu.yaml",
+    "modeldeployment-tfserving-gpu.yaml",
 ])
 def test_sample_is_reconciled_onto_its_pool(kubectl: Kubectl, namespace: str, operator: Operator, sample: str) -> None:
     body = apply_sample(kubectl, namespace, sample)
@@ -88,16 +90,16 @@ def test_sample_is_reconciled_onto_its_pool(kubectl: Kubectl, namespace: str, op
     assert status["readyReplicas"] == len([p for p in pods if p["status"]["phase"] == "Running"])
 
 
-def test_unimplemented_strategy_sample_gets_a_condition(kubectl: Kubectl, namespace: str, operator: Operator) -> None:
+def test_canary_sample_first_revision_goes_straight_to_stable(kubectl: Kubectl, namespace: str, operator: Operator) -> None:
+    """The first revision has nothing to protect: steps apply from the second revision on."""
     body = apply_sample(kubectl, namespace, "modeldeployment-canary.yaml")
     name = body["metadata"]["name"]
-    status = wait_for(lambda: (s := md_status(kubectl, namespace, name)).get("phase") and s, 60, what="a phase")
-    cond = condition(status, "SpecValid")
-    assert cond["status"] == "False" and cond["reason"] == "StrategyNotSupported"
-    assert "spec.rollout.strategy" in cond["message"]
-    assert kubectl("-n", namespace, "get", "deployment", f"{name}-r1", check=False).returncode != 0
-    events = get(kubectl, namespace, "events", "--field-selector", f"involvedObject.name={name}")["items"]
-    assert any(e["reason"] == "StrategyNotSupported" and e["type"] == "Warning" for e in events)
+    status = wait_ready(kubectl, namespace, name)
+    assert status["stableRevision"] == 1 and "canaryRevision" not in status
+    route = get(kubectl, namespace, "httproute", name)
+    assert route["spec"]["parentRefs"][0]["name"] == "inference-gateway"
+    backends = [b for r in route["spec"]["rules"] for b in r["backendRefs"]]
+    assert {b["name"]: b.get("weight", 1) for b in backends if b.get("weight", 1)} == {f"{name}-r1": 100}
 
 
 def test_unknown_node_pool_is_a_condition_naming_the_field(kubectl: Kubectl, namespace: str, operator: Operator) -> None:
@@ -141,7 +143,11 @@ def test_spec_change_rolls_a_new_revision_and_removes_the_old(kubectl: Kubectl, 
     kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body))
     status = wait_for(lambda: (s := md_status(kubectl, namespace, "rolling")).get("stableRevision") == 2 and s, 90, what="revision 2 stable")
     assert [(r["revision"], r["outcome"]) for r in status["revisions"]] == [(1, "Superseded"), (2, "Stable")]
-    wait_for(lambda: kubectl("-n", namespace, "get", "deployment", "rolling-r1", check=False).returncode != 0, 60, what="r1 deleted")
+    wait_for(lambda: get(kubectl, namespace, "deployment", "rolling-r1")["spec"]["replicas"] == 0, 60,
+             what="r1 scaled to zero (kept for undo)")
+    assert pods_of(kubectl, namespace, "rolling") and all(
+        p["metadata"]["labels"]["modelpilot.io/revision"] == "2" for p in pods_of(kubectl, namespace, "rolling")
+        if not p["metadata"].get("deletionTimestamp"))
     assert status["observedGeneration"] == 2
 
 

@@ -22,9 +22,9 @@ def test_render_sample_matches_operator_objects() -> None:
     r = render("-f", str(REPO / "docs/samples/modeldeployment-triton-gpu.yaml"), "--config", str(CONFIG), "-n", "ml")
     assert r.returncode == 0, r.stderr
     objs = list(yaml.safe_load_all(r.stdout))
-    assert [o["kind"] for o in objs] == ["Service", "ConfigMap", "Deployment"]
+    assert sorted(o["kind"] for o in objs) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "Service"]
     assert all(o["metadata"]["namespace"] == "ml" for o in objs)
-    pod = objs[2]["spec"]["template"]["spec"]
+    pod = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["modelpilot.io/pool"] == "gpu-a100"
 
 

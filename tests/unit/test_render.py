@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from modelpilot.api.modeldeployment import parse_model_deployment
-from modelpilot.render import build_entry_service, build_revision_objects
+from modelpilot.render import ExportArtifact, build_entry_service, build_revision_objects, runtime_warnings
+from modelpilot.runtimes import Signature
 
 from .helpers import CONFIG, md
 
@@ -27,17 +28,38 @@ CASES = {
     "torchserve-cpu": md(model={"uri": "s3://models/bert.mar", "format": "mar"}, runtime={"kind": "torchserve", "maxBatchSize": 4},
                          placement={"nodePool": "cpu"}),
     "tfserving-gpu": md(model={"uri": "gs://models/bert", "format": "savedmodel"}, runtime={"kind": "tfserving"}),
+    "tfserving-cpu-batching": md(model={"uri": "s3://models/mobilenet", "format": "savedmodel", "secretRef": {"name": "s3"},
+                                        "endpoint": "http://minio.storage:9000"},
+                                 runtime={"kind": "tfserving", "maxBatchSize": 16, "instances": 2,
+                                          "dynamicBatching": {"maxQueueDelayMicroseconds": 2000, "preferredBatchSizes": [4, 8]}},
+                                 replicas=1, placement={"nodePool": "cpu"}),
+    "torchserve-gpu-torchscript": md(model={"uri": "pvc://models/bert/model.pt", "format": "torchscript", "name": "bert"},
+                                     runtime={"kind": "torchserve", "maxBatchSize": 8, "instances": 2,
+                                              "dynamicBatching": {"maxQueueDelayMicroseconds": 2500}},
+                                     replicas=3),
+    "triton-signature": md(),
+    "triton-export": md(model={"exportRef": {"name": "resnet-export", "target": "onnx"}}, replicas=1),
 }
 
+SIGNATURE = Signature.from_dict({
+    "inputs": [{"name": "pixel_values", "dtype": "float32", "shape": [-1, 3, 224, 224]},
+               {"name": "mask", "dtype": "bool", "shape": [-1]}],
+    "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 1000]}],
+})
+EXPORT = ExportArtifact(format="onnx", manifest_uri="pvc://exports/resnet/manifest.json", signature=SIGNATURE)
+KWARGS = {"triton-signature": {"signature": SIGNATURE},
+          "triton-export": {"export": EXPORT, "mount_pvc_sources": True},
+          "torchserve-gpu-torchscript": {"mount_pvc_sources": True}}
 
-def render(body: dict) -> list[dict]:
+
+def render(body: dict, **kwargs) -> list[dict]:
     spec = parse_model_deployment(body)
-    return [build_entry_service(spec), *build_revision_objects(spec, 1, CONFIG, spec.replicas)]
+    return [build_entry_service(spec), *build_revision_objects(spec, 1, CONFIG, spec.replicas, **kwargs)]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str) -> None:
-    got = render(CASES[case])
+    got = render(CASES[case], **KWARGS.get(case, {}))
     path = GOLDEN / f"{case}.yaml"
     if os.environ.get("UPDATE_GOLDEN"):
         path.parent.mkdir(exist_ok=True)

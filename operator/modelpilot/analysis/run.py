@@ -88,7 +88,8 @@ def _limits(spec: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
         count = 1
     return {
         "interval": parse_duration(spec.get("interval") or DEFAULT_INTERVAL, "analysis.interval"),
-        "initialDelay": parse_duration(spec["initialDelay"], "analysis.initialDelay") if spec.get("initialDelay") else 0.0,
+        "initialDelay": (parse_duration(spec["initialDelay"], "analysis.initialDelay")
+                         if spec.get("initialDelay") else 0.0),
         "count": count,
         "failureLimit": int(spec.get("failureLimit") or 0),
         "consecutiveErrorLimit": int(spec["consecutiveErrorLimit"] if spec.get("consecutiveErrorLimit") is not None
@@ -298,7 +299,7 @@ def step(spec: dict, run: dict | None, now: float, query: QueryFn, ctx: dict) ->
     run["metrics"] = [known.get(m["name"]) or _new_metric_state(m["name"]) for m in metrics]
     latest: list[dict[str, Any]] = list(run.get("latest", []))
     decided: dict[str, dict[str, Any]] = {}
-    for metric, state in zip(metrics, run["metrics"]):
+    for metric, state in zip(metrics, run["metrics"], strict=True):
         if state["phase"] != RUNNING:
             continue
         problems = _metric_problems(metric, ctx)
@@ -347,7 +348,7 @@ def _fmt(value: Any) -> str:
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return "no value" if value is None else str(value)
+    return str(value)
 
 
 def describe(measurement: Mapping[str, Any]) -> str:
@@ -356,5 +357,5 @@ def describe(measurement: Mapping[str, Any]) -> str:
     if "judge" in m:
         head = f"{m['metric']} {m['verdict']}: {m.get('message', '')}"
         return f"{head}; canary query: {_short(m['query'])}; baseline query: {_short(m.get('baselineQuery', ''))}"
-    return (f"{m['metric']} {m['verdict']}: value {_fmt(m.get('value'))}: {m.get('message', '')}; "
-            f"query: {_short(m.get('query', ''))}")
+    value = f"value {_fmt(m['value'])}: " if m.get("value") is not None else ""
+    return f"{m['metric']} {m['verdict']}: {value}{m.get('message', '')}; query: {_short(m.get('query', ''))}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -11,7 +12,12 @@ from .. import constants as c
 from ..config import OperatorConfig
 from ..controller import Store, now_rfc3339
 from ..kube import KubeClient, merge_patch
+from .. import metrics
+from ..analysis import PrometheusClient
+from ..analysis import step as analysis_step
 from ..rollout import Observed, plan_model_deployment
+from ..rollout.plan import AnalyzeFn
+from ..traffic.base import ROUTE_COMPONENTS
 
 log = logging.getLogger(__name__)
 KIND = "ModelDeployment"
@@ -51,7 +57,14 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
         int(rev) for h in store.owned("HorizontalPodAutoscaler", namespace, name)
         if (rev := ((h.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, "")).isdigit()
     )
-    observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now_rfc3339(), autoscalers=autoscalers)
+    routes: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind in ("Service", "HTTPRoute", "VirtualService"):
+        for obj in store.owned(kind, namespace, name):
+            if ((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) in ROUTE_COMPONENTS:
+                routes[(kind, obj["metadata"]["name"])] = obj
+    now = now_rfc3339()
+    observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now, autoscalers=autoscalers,
+                        routes=routes, analyze=_analyzer(config, now))
 
     # Plan.
     plan = plan_model_deployment(body, config, observed)
@@ -63,6 +76,10 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
         result = kube.apply(obj, live)
         if result is not None:
             store.put(obj["kind"], result)
+    for ns, dep_name, replicas in plan.scale:
+        result = kube.scale("Deployment", ns, dep_name, replicas)
+        if result is not None:
+            store.put("Deployment", result)
     for kind, ns, child in plan.delete:
         if kube.delete(kind, ns, child):
             store.remove(kind, ns, child)
@@ -85,4 +102,17 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
             log.error("status fields of %s/%s were pruned by the CRD schema: %s", namespace, name, sorted(pruned))
     for etype, reason, message in plan.events:
         kube.event(updated or body, etype, reason, message, observed.now)
-    return None
+    weights = plan.status.get("weights") or {}
+    for role in ("stable", "canary", "mirror"):
+        metrics.WEIGHT.labels(namespace=namespace, name=name, role=role).set(float(weights.get(role) or 0))
+    metrics.STEP.labels(namespace=namespace, name=name).set(float(plan.status.get("currentStep", -1)))
+    return plan.requeue_after
+
+
+def _analyzer(config: OperatorConfig, now: str) -> AnalyzeFn | None:
+    """analysis.step with the clock and the configured Prometheus bound; None without a Prometheus."""
+    if not config.prometheus_url:
+        return None
+    client = PrometheusClient(config.prometheus_url)
+    ts = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+    return lambda spec, run, ctx: analysis_step(dict(spec), run, ts, client.query, dict(ctx))

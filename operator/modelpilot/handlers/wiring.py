@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from .. import constants as c
 from .. import metrics
@@ -51,9 +52,40 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     RT.config = load_config()
     RT.kube = KubeClient.from_environment(pool_size=RT.workers * 2)
     RT.executor = concurrent.futures.ThreadPoolExecutor(max_workers=RT.workers, thread_name_prefix="reconcile")
+    # Fill the cache from one LIST per kind before any reconcile runs (controller-runtime's
+    # WaitForCacheSync): a restarted operator must not mistake "not seen yet" for "missing" and
+    # write a status that flips back a moment later.
+    loop = asyncio.get_running_loop()
+    counts = await loop.run_in_executor(RT.executor, _initial_sync)
+    log.info("cache synced: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     asyncio.get_running_loop().create_task(RT.queue.run(_work, RT.workers))
     asyncio.get_running_loop().create_task(_resync_loop())
     log.info("modelpilot operator started: %d workers, node pools: %s", RT.workers, ", ".join(sorted(RT.config.node_pools)) or "none")
+
+
+SYNCED_KINDS = ("ModelDeployment", "ModelExport", "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
+                "PodDisruptionBudget", "Job", "Pod", "HTTPRoute", "VirtualService")
+
+
+def _initial_sync() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+    for kind in SYNCED_KINDS:
+        own = kind in ("ModelDeployment", "ModelExport")
+        try:
+            items = RT.kube.list(kind, None, None if own else selector)
+        except ApiException as e:
+            if e.status == 404:  # an optional API (Gateway API, Istio) that is not installed
+                continue
+            raise
+        for item in items:
+            item.setdefault("kind", kind)
+            RT.store.put(kind, item)
+        counts[kind] = len(items)
+    for n in RT.kube.list("Node"):
+        RT.store.put("Node", n)
+    RT.store.nodes_synced = True
+    return counts
 
 
 async def _work(key: Any) -> float | None:
@@ -143,6 +175,21 @@ async def on_service(event: dict[str, Any], body: Any, **_: Any) -> None:
 @kopf.on.event("", "v1", "configmaps", labels=MANAGED)
 async def on_configmap(event: dict[str, Any], body: Any, **_: Any) -> None:
     _enqueue_owner(_track("ConfigMap", event, body))
+
+
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
+async def on_httproute(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("HTTPRoute", event, body))
+
+
+@kopf.on.event("networking.istio.io", "v1", "virtualservices", labels=MANAGED)
+async def on_virtualservice(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("VirtualService", event, body))
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+async def on_pdb(event: dict[str, Any], body: Any, **_: Any) -> None:
+    _enqueue_owner(_track("PodDisruptionBudget", event, body))
 
 
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)

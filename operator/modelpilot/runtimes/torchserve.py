@@ -22,6 +22,16 @@ MANAGEMENT_PORT = 8081
 GRPC_MANAGEMENT_PORT = 7071
 SIGNATURE_FILE = "signature.json"
 
+# Readiness: /ping answers 200 while the model's workers are still starting (seen on a real
+# TorchServe 0.12), so the probe also asks the management API for a READY worker of the model.
+# An exec probe, because one HTTP GET cannot check both; the TorchServe image has python3.
+READY_CHECK = (
+    "import json, sys, urllib.request as u\n"
+    "u.urlopen('http://127.0.0.1:{http}/ping', timeout=3)\n"
+    "models = json.load(u.urlopen('http://127.0.0.1:{management}/models/{model}', timeout=3))\n"
+    "sys.exit(0 if any(w['status'] == 'READY' for m in models for w in m['workers']) else 1)\n"
+)
+
 
 def max_batch_delay_ms(md: ModelDeployment) -> int:
     us = md.runtime.max_queue_delay_us
@@ -52,12 +62,16 @@ class TorchServe:
             # Logs and metrics logs go to /tmp (an emptyDir): the root filesystem is read-only.
             "env": env_list(md, (("LOG_LOCATION", "/tmp/logs"), ("METRICS_LOCATION", "/tmp/logs"),
                                  ("PYTHONDONTWRITEBYTECODE", "1"))),
-            # /ping answers 200 "Healthy" only when every loaded model has its minimum of live workers,
-            # so it is the model-loaded check; the management API answers as long as the frontend runs.
-            "readinessProbe": http_probe("/ping", "http", period=5, failure=3),
+            "readinessProbe": self._ready_probe(md, period=5, failure=3),
+            # The frontend answers its management API as long as it runs; TorchServe restarts dead workers itself.
             "livenessProbe": http_probe("/models", "management", period=10, failure=3),
-            "startupProbe": http_probe("/ping", "http", period=STARTUP_PERIOD_SECONDS, failure=STARTUP_FAILURES),
+            "startupProbe": self._ready_probe(md, period=STARTUP_PERIOD_SECONDS, failure=STARTUP_FAILURES),
         }
+
+    def _ready_probe(self, md: ModelDeployment, *, period: int, failure: int) -> dict[str, Any]:
+        script = READY_CHECK.format(http=self.ports.http, management=MANAGEMENT_PORT, model=md.model.name)
+        return {"exec": {"command": ["python3", "-c", script]}, "periodSeconds": period, "failureThreshold": failure,
+                "timeoutSeconds": 5}
 
     def config_files(self, md: ModelDeployment, signature: Signature | None = None) -> dict[str, str]:
         r = md.runtime

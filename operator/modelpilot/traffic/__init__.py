@@ -1,7 +1,7 @@
 """Traffic routers, one module each behind the TrafficRouter protocol; `get_router` is the factory."""
 
 from ..api.errors import SpecError
-from .base import (PREVIEW_HEADER, PREVIEW_HEADER_VALUE, ROUTE_KINDS, Achieved, HeaderMatch, ReplicaPlan,
+from .base import (PREVIEW_HEADER, PREVIEW_HEADER_VALUE, ROUTE_COMPONENTS, ROUTE_KINDS, Achieved, HeaderMatch, ReplicaPlan,
                    TrafficRouter, TrafficState)
 from .common import header_matches_from_spec
 from .gateway_api import GatewayAPIRouter
@@ -20,6 +20,6 @@ def get_router(kind: str) -> TrafficRouter:
 
 
 __all__ = [
-    "PREVIEW_HEADER", "PREVIEW_HEADER_VALUE", "ROUTE_KINDS", "Achieved", "HeaderMatch", "ReplicaPlan", "TrafficRouter",
+    "PREVIEW_HEADER", "PREVIEW_HEADER_VALUE", "ROUTE_COMPONENTS", "ROUTE_KINDS", "Achieved", "HeaderMatch", "ReplicaPlan", "TrafficRouter",
     "TrafficState", "approximate_replica_counts", "get_router", "header_matches_from_spec",
 ]

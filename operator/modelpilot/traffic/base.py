@@ -19,13 +19,16 @@ from ..api.modeldeployment import ModelDeployment
 PREVIEW_HEADER: Final = "x-modelpilot-preview"
 PREVIEW_HEADER_VALUE: Final = "true"
 
-# Every kind a router may render, for watching and for pruning objects a router no longer wants
-# (the preview Service after the switch, an HTTPRoute after a change of spec.traffic.router).
+# Every kind a router may render, and the `app.kubernetes.io/component` labels it puts on them: an
+# owned object of these kinds and components that route_objects no longer returns is to be deleted
+# (the preview Service after the switch, an HTTPRoute after a change of spec.traffic.router). The
+# revision Services `<name>-r<N>` have component `predictor` and are not the routers' business.
 ROUTE_KINDS: Final = (
     ("v1", "Service"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("networking.istio.io/v1", "VirtualService"),
 )
+ROUTE_COMPONENTS: Final = ("entrypoint", "preview", "router")
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,8 @@ class TrafficRouter(Protocol):
     def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
         """Every routing object that should exist now: the entry Service `<name>` (its selector is
         part of the routing), the preview Service `<name>-preview` while previewing, and the
-        HTTPRoute or VirtualService `<name>`. Owned objects of ROUTE_KINDS that are not listed
-        should be deleted."""
+        HTTPRoute or VirtualService `<name>`. Owned objects of ROUTE_KINDS labelled with one of
+        ROUTE_COMPONENTS that are not listed should be deleted."""
 
     def replicas(self, md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
         """Replica counts for stable and canary given `total` desired replicas (steady state for

@@ -28,6 +28,7 @@ API_VERSION = "gateway.networking.k8s.io/v1"
 RULE_AB = "ab-test"
 RULE_PREVIEW = "preview"
 RULE_SPLIT = "split"
+MAX_HEADER_VALUE = 4096  # HTTPRoute header match value
 
 
 class GatewayAPIRouter:
@@ -38,6 +39,10 @@ class GatewayAPIRouter:
         if not gateway.get("parentRefs"):
             return SpecError("spec.traffic.gateway.parentRefs", "router gatewayAPI needs the Gateway the HTTPRoute attaches to",
                              "add spec.traffic.gateway.parentRefs: [{name: <gateway>, namespace: <its namespace>}]")
+        cookie = ((md.rollout.get("abTest") or {}).get("match") or {}).get("cookie")
+        if cookie and len(cookie_regex(cookie["name"], str(cookie["value"]))) > MAX_HEADER_VALUE:
+            return SpecError("spec.rollout.abTest.match.cookie", f"the cookie match becomes a regex longer than the "
+                             f"{MAX_HEADER_VALUE} characters an HTTPRoute header match may hold", "use a shorter cookie value")
         return check_ab_headers(md)
 
     def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
@@ -74,9 +79,8 @@ class GatewayAPIRouter:
 
 def build_http_route(md: ModelDeployment, state: TrafficState) -> dict[str, Any]:
     gateway = md.traffic.get("gateway") or {}
-    spec: dict[str, Any] = {
-        "parentRefs": [{k: ref[k] for k in ("name", "namespace", "sectionName") if ref.get(k)} for ref in gateway.get("parentRefs") or ()],
-    }
+    parent_refs = [{k: ref[k] for k in ("name", "namespace", "sectionName") if ref.get(k)} for ref in gateway.get("parentRefs") or ()]
+    spec: dict[str, Any] = {"parentRefs": parent_refs}
     if gateway.get("hostnames"):
         spec["hostnames"] = list(gateway["hostnames"])
     rules: list[dict[str, Any]] = []
@@ -134,7 +138,8 @@ def _signature(route: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     out = []
     for rule in (route.get("spec") or {}).get("rules") or ():
         refs = tuple(sorted((r.get("name"), int(r.get("port", 0)), int(r.get("weight", 1))) for r in rule.get("backendRefs") or ()))
-        headers = tuple(tuple(sorted((h.get("type", "Exact"), h.get("name", "").lower(), h.get("value")) for h in m.get("headers") or ()))
+        headers = tuple(tuple(sorted((h.get("type", "Exact"), h.get("name", "").lower(), h.get("value"))
+                                     for h in m.get("headers") or ()))
                         for m in rule.get("matches") or [{}])  # no matches: the defaulted match-all
         mirrors = tuple(sorted(((f.get("requestMirror") or {}).get("backendRef", {}).get("name"),
                                 (f.get("requestMirror") or {}).get("percent", 100))

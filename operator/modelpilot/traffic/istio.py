@@ -125,6 +125,8 @@ def _signature(vs: Mapping[str, Any]) -> list[tuple[Any, ...]]:
                               int(d.get("weight", 100 if len(dests) == 1 else 0))) for d in dests))
         match = tuple(tuple(sorted((k.lower(), tuple(sorted(v.items()))) for k, v in (m.get("headers") or {}).items()))
                       for m in r.get("match") or ())
-        mirror = (_service_of(r["mirror"].get("host", "")), float((r.get("mirrorPercentage") or {}).get("value", 100.0))) if r.get("mirror") else None
+        mirror = None
+        if r.get("mirror"):
+            mirror = (_service_of(r["mirror"].get("host", "")), float((r.get("mirrorPercentage") or {}).get("value", 100.0)))
         out.append((r.get("name"), route, match, mirror))
     return out

@@ -1,0 +1,160 @@
+"""``manifest.json`` and the compact termination message (pure apart from hashing files).
+
+manifest.json (written to ``<output.uri>/manifest.json``, also when the export failed)::
+
+    {
+      "apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelExportManifest",
+      "name": "...", "namespace": "...",          # metadata of the ModelExport
+      "phase": "Succeeded" | "Failed", "message": "...",
+      "startedAt": "RFC 3339", "completedAt": "RFC 3339", "durationSeconds": 12.3,
+      "source": {"uri", "format", "loader", "sha256", "sizeBytes", "signature": {...}},
+      "validation": {"atol", "rtol", "samples", "samplesSource", "warnOnly"},
+      "tools": {"python", "modelpilot", "numpy", "torch", "onnx", "onnxruntime", ...},
+      "targets": [{
+        "name", "format", "phase": "Succeeded" | "Failed", "error": "...",   # error only if failed
+        "uri",                     # the main file (model.onnx, model.pt2, ...), or the directory
+        "sha256", "sizeBytes",     # of the main file; of all files for a directory (see digest_dir)
+        "files": [{"path": "<target>/model.onnx", "sha256", "sizeBytes"}],   # relative to output.uri
+        "zlibSizeBytes",           # how small the main file compresses (shows what pruning bought)
+        "opset", "quantization": {...}, "optimization": "none|basic|extended|all",
+        "pruning": {...},          # sparsity achieved etc., only with spec pruning
+        "signature": {"inputs": [{"name", "dtype", "shape"}], "outputs": [...]},  # -1 = dynamic
+        "validation": {"passed", "criterion", "samples", "batchedRun", "maxAbsError",
+                        "sourceLatencyMsP50", "artifactLatencyMsP50",
+                        "outputs": [{"name", "shape", "maxAbsError", "maxRelError", "relL2Error",
+                                     "withinTolerance", "top1Agreement"?}], "message"?},
+        "seconds": {"export", "validate"},
+        "warnings": ["..."]
+      }]
+    }
+
+Termination message (compact JSON, < 4096 bytes; fields are dropped, never the JSON broken)::
+
+    {"phase": "Succeeded"|"Failed", "message": "...", "manifestUri": "...",
+     "artifacts": [{"name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs"}],
+     "failed": [{"name", "error"}]}
+
+``artifacts`` lists the targets that succeeded; ``failed`` the ones that did not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import zlib
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+TERMINATION_LIMIT = 4096
+TOOL_PACKAGES = ("modelpilot", "numpy", "torch", "onnx", "onnxruntime", "onnxscript", "tensorflow",
+                 "tf2onnx", "boto3")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest_dir(root: Path) -> tuple[str, int, list[tuple[str, str, int]]]:
+    """sha256 of a directory = sha256 over the lines ``"<relpath>\\0<sha256>\\n"`` sorted by path."""
+    entries = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            entries.append((p.relative_to(root).as_posix(), sha256_file(p), p.stat().st_size))
+    h = hashlib.sha256()
+    for rel, sha, _ in entries:
+        h.update(f"{rel}\0{sha}\n".encode())
+    return h.hexdigest(), sum(e[2] for e in entries), entries
+
+
+def zlib_size(path: Path, limit: int = 512 << 20) -> int | None:
+    """Size after zlib level 6, for files up to ``limit`` bytes (None above)."""
+    if not path.is_file() or path.stat().st_size > limit:
+        return None
+    c = zlib.compressobj(6)
+    n = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            n += len(c.compress(chunk))
+    return n + len(c.flush())
+
+
+def tool_versions(packages: Iterable[str] = TOOL_PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in packages:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def join_uri(base: str, rel: str) -> str:
+    return base.rstrip("/") + "/" + rel.lstrip("/")
+
+
+def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
+                        limit: int = TERMINATION_LIMIT) -> str:
+    """The compact result for the Job's termination message, always under ``limit`` bytes."""
+    arts, failed = [], []
+    for t in manifest.get("targets", []):
+        if t.get("phase") == "Succeeded":
+            v = t.get("validation") or {}
+            arts.append({"name": t["name"], "format": t["format"], "uri": t.get("uri"),
+                         "sha256": t.get("sha256"), "sizeBytes": t.get("sizeBytes"),
+                         "maxAbsError": v.get("maxAbsError"),
+                         "latencyMs": v.get("artifactLatencyMsP50")})
+        else:
+            failed.append({"name": t["name"], "error": t.get("error", "")})
+    msg: dict[str, Any] = {"phase": manifest.get("phase"), "message": manifest.get("message", "")}
+    if manifest_uri:
+        msg["manifestUri"] = manifest_uri
+    msg["artifacts"] = arts
+    if failed:
+        msg["failed"] = failed
+
+    def enc(m):
+        return json.dumps(m, separators=(",", ":"), sort_keys=False)
+
+    s = enc(msg)
+    if len(s.encode()) <= limit:
+        return s
+    # shrink: errors of failed targets, then the message, then drop trailing artifacts
+    for f in msg.get("failed", []):
+        f["error"] = f["error"][:120]
+    msg["message"] = msg["message"][:400]
+    s = enc(msg)
+    while len(s.encode()) > limit and (msg.get("failed") or msg["artifacts"]):
+        if msg.get("failed"):
+            msg["failed"].pop()
+        else:
+            msg["artifacts"].pop()
+        msg["truncated"] = True
+        s = enc(msg)
+    if len(s.encode()) > limit:
+        msg["message"] = msg["message"][:100]
+        s = enc(msg)
+    return s
+
+
+def write_termination_message(text: str) -> str | None:
+    """Write to env MODELPILOT_TERMINATION_LOG, else to /dev/termination-log when it exists (the
+    kubelet creates it in a container; on a laptop it does not, and nothing is written).
+    Skipped silently when not writable."""
+    path = os.environ.get("MODELPILOT_TERMINATION_LOG")
+    if not path:
+        path = "/dev/termination-log"
+        if not os.path.exists(path):
+            return None
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+    except OSError:
+        return None

@@ -1,0 +1,467 @@
+"""The export pipeline: fetch the source, load it, produce each target, validate, write results.
+
+Each target is independent: one failing target does not stop the others. The export's phase is
+Failed if any target failed. Layout of the output::
+
+    <output.uri>/manifest.json
+    <output.uri>/<target name>/model.onnx | model.pt2 | model.pt (TorchScript) | model.tflite
+    <output.uri>/<target name>/            (the SavedModel itself, for savedmodel)
+
+ONNX targets are built in this order: export (or copy) fp32 -> quantization (dynamic / int8 QDQ /
+fp16) -> graph optimization at the chosen level, saved offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import manifest as mf
+from . import sources
+from .errors import ExporterError, ExportError, InputError, SpecError, one_line
+from .progress import Progress
+from .spec import ExportSpec, Target
+from .validate import (SEED, make_samples, samples_from_npz, timed_runs, validate, batch_dynamic,
+                       compare_arrays, concat_outputs)
+
+
+@dataclass
+class Result:
+    phase: str
+    message: str
+    manifest: dict
+    manifest_uri: str | None
+    termination: str
+    exit_code: int
+    errors: list[ExporterError] = field(default_factory=list)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class _Ctx:
+    def __init__(self, spec: ExportSpec, progress: Progress, workdir: Path):
+        self.spec = spec
+        self.p = progress
+        self.work = workdir
+        self.src_path: Path | None = None
+        self.torch_model = None
+        self.tf_source = None
+        self.onnx_source: Path | None = None
+        self.samples: list[dict] = []
+        self.samples_source = ""
+        self.ref_cache: dict[str, Any] = {}
+        self.output_names: list[str] = []
+        self.source_signature: dict = {}
+
+
+def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
+    """Run the whole export. Never raises for export problems: they end up in the Result."""
+    p = progress or Progress()
+    started = _now()
+    t0 = time.perf_counter()
+    man: dict[str, Any] = {
+        "apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelExportManifest",
+        "name": spec.name, "namespace": spec.namespace, "phase": "Running", "message": "",
+        "startedAt": started,
+        "source": {"uri": spec.source.uri, "format": spec.source.format},
+        "output": {"uri": spec.output_uri},
+        "validation": {"atol": spec.validation.atol, "rtol": spec.validation.rtol,
+                       "samples": spec.validation.samples, "warnOnly": spec.validation.warn_only},
+        "targets": [],
+    }
+    if spec.source.format == "pytorch":
+        man["source"]["loader"] = spec.source.loader
+        if spec.source.factory:
+            man["source"]["factory"] = spec.source.factory
+    errors: list[ExporterError] = []
+    local_out = sources.is_local(spec.output_uri)
+    with tempfile.TemporaryDirectory(prefix="modelpilot-export-") as td:
+        work = Path(td)
+        out_root = sources.local_path(spec.output_uri) if local_out else work / "out"
+        ctx = _Ctx(spec, p, work)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                _prepare(ctx, man)
+                for t in spec.targets:
+                    entry = _run_target(ctx, t, out_root)
+                    man["targets"].append(entry)
+                    if entry["phase"] != "Succeeded":
+                        errors.append(entry.pop("_exc"))
+                    entry.pop("_exc", None)
+        except ExporterError as e:
+            errors.append(e)
+        except Exception as e:  # noqa: BLE001 - last resort: one line, exit 1
+            errors.append(ExportError(f"internal error: {type(e).__name__}: {e}"))
+        man["phase"] = "Failed" if errors else "Succeeded"
+        if errors:
+            more = f" (+{len(errors) - 1} more failure(s), see manifest.json)" if len(errors) > 1 else ""
+            man["message"] = one_line(errors[0].message + more)
+        else:
+            man["message"] = (f"exported {len(man['targets'])} target(s): "
+                              + ", ".join(t["name"] for t in man["targets"]))
+        man["completedAt"] = _now()
+        man["durationSeconds"] = round(time.perf_counter() - t0, 3)
+        man["tools"] = mf.tool_versions()
+        manifest_uri = None
+        try:
+            out_root.mkdir(parents=True, exist_ok=True)
+            (out_root / "manifest.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
+            if not local_out:
+                with p.stage("upload"):
+                    sources.upload_dir(out_root, spec.output_uri, endpoint=spec.output_endpoint)
+            manifest_uri = mf.join_uri(spec.output_uri, "manifest.json")
+        except ExporterError as e:
+            errors.append(e)
+            man["phase"] = "Failed"
+            man["message"] = man["message"] if len(errors) > 1 else e.message
+        except OSError as e:
+            err = InputError(f"spec.output.uri: {spec.output_uri}: cannot write: {e}")
+            errors.append(err)
+            man["phase"] = "Failed"
+            man["message"] = man["message"] if len(errors) > 1 else err.message
+    term = mf.termination_message(man, manifest_uri)
+    code = 0
+    if errors:
+        code = max(e.exit_code for e in errors) if all(isinstance(e, InputError) for e in errors) else 1
+    return Result(man["phase"], man["message"], man, manifest_uri, term, code, errors)
+
+
+# --------------------------------------------------------------------------------------- source
+
+
+def _prepare(ctx: _Ctx, man: dict) -> None:
+    spec = ctx.spec
+    with ctx.p.stage(f"fetch source {spec.source.uri}"):
+        ctx.src_path = sources.fetch(spec.source.uri, ctx.work / "src", endpoint=spec.source.endpoint)
+    src = ctx.src_path
+    if src.is_file():
+        man["source"]["sha256"] = mf.sha256_file(src)
+        man["source"]["sizeBytes"] = src.stat().st_size
+    else:
+        man["source"]["sha256"], man["source"]["sizeBytes"], _ = mf.digest_dir(src)
+    with ctx.p.stage(f"load {spec.source.format} source"):
+        if spec.source.format == "pytorch":
+            from . import pytorch
+
+            _set_torch_threads()
+            ctx.torch_model = pytorch.load(src, spec.source, spec.inputs)
+            ctx.output_names = list(ctx.torch_model.output_names)
+            ctx.source_signature = {
+                "inputs": [{"name": i.name, "dtype": i.dtype, "shape": list(i.shape)} for i in spec.inputs],
+                "outputs": [{"name": n} for n in ctx.output_names]}
+        elif spec.source.format == "tensorflow":
+            from . import tensorflow as tfm
+
+            ctx.tf_source = tfm.SavedModelSource(src, spec.inputs, spec.source.uri)
+            ctx.output_names = list(ctx.tf_source.output_names)
+            ctx.source_signature = tfm.savedmodel_signature(ctx.tf_source)
+        else:
+            from . import onnx_ops
+
+            if src.is_dir():
+                cands = sorted(src.glob("*.onnx"))
+                if len(cands) != 1:
+                    raise InputError(f"spec.source.uri: {spec.source.uri}: a directory needs exactly one .onnx file")
+                src = cands[0]
+            try:
+                runner = onnx_ops.OrtRunner(src)
+            except Exception as e:  # noqa: BLE001
+                raise InputError(f"spec.source.uri: {spec.source.uri}: not a loadable ONNX model: "
+                                 f"{one_line(str(e), 200)}") from e
+            names = set(runner.inputs)
+            for i, inp in enumerate(spec.inputs):
+                if inp.name not in names:
+                    raise SpecError(f"spec.inputs[{i}].name", f"{inp.name!r} is not an input of the ONNX "
+                                    f"model (inputs: {', '.join(sorted(names))})")
+            missing = names - {i.name for i in spec.inputs}
+            if missing:
+                raise SpecError("spec.inputs", f"the ONNX model also needs {', '.join(sorted(missing))}")
+            ctx.onnx_source = src
+            ctx.output_names = list(runner.output_names)
+            ctx.source_signature = onnx_ops.io_signature(src)
+    man["source"]["signature"] = ctx.source_signature
+    v = spec.validation
+    with ctx.p.stage("prepare validation samples"):
+        if v.samples_uri:
+            path = sources.fetch(v.samples_uri, ctx.work / "samples", endpoint=spec.source.endpoint,
+                                 field="spec.validation.samplesUri")
+            ctx.samples = samples_from_npz(path, spec.inputs, v.samples, "spec.validation.samplesUri")
+            ctx.samples_source = v.samples_uri
+        else:
+            ctx.samples = make_samples(spec.inputs, v.samples)
+            ctx.samples_source = f"synthetic (seed {SEED}, from spec.inputs)"
+    man["validation"]["samplesSource"] = ctx.samples_source
+    man["validation"]["samples"] = len(ctx.samples)
+
+
+def _set_torch_threads() -> None:
+    """Same intra-op thread count for torch as for onnxruntime and TFLite (fair latencies)."""
+    import torch
+
+    from .onnx_ops import threads
+
+    torch.set_num_threads(threads())
+
+
+def _source_runner(ctx: _Ctx):
+    spec = ctx.spec
+    if spec.source.format == "pytorch":
+        from .pytorch import TorchRunner
+
+        return TorchRunner(ctx.torch_model.module(), spec.inputs)
+    if spec.source.format == "tensorflow":
+        return ctx.tf_source
+    from .onnx_ops import OrtRunner
+
+    return OrtRunner(ctx.onnx_source)
+
+
+def _reference(ctx: _Ctx):
+    """Source outputs on the validation samples (+ p50 latency), computed once."""
+    if "source" not in ctx.ref_cache:
+        runner = _source_runner(ctx)
+        ctx.ref_cache["runner"] = runner
+        ctx.ref_cache["source"] = timed_runs(runner, ctx.samples)
+    return ctx.ref_cache["runner"], ctx.ref_cache["source"]
+
+
+# --------------------------------------------------------------------------------------- targets
+
+
+def _calibration(ctx: _Ctx, t: Target) -> list[dict]:
+    cal = t.quantization.calibration
+    f = f"{t.path}.quantization.calibration"
+    if cal is None or not (cal.uri or cal.synthetic):
+        what = "static int8" if t.format == "onnx" else "full int8"
+        raise SpecError(f, f"{what} needs calibration data; set uri to an .npz or synthetic: true")
+    if cal.uri:
+        path = sources.fetch(cal.uri, ctx.work / f"cal-{t.index}", endpoint=ctx.spec.source.endpoint,
+                             field=f"{f}.uri")
+        return samples_from_npz(path, ctx.spec.inputs, cal.samples, f"{f}.uri")
+    ctx.p.warn(f"{t.path} ({t.name}): calibrating int8 on {cal.samples} synthetic samples from "
+               "spec.inputs: scales fit random data, not yours; give calibration.uri for real accuracy")
+    return make_samples(ctx.spec.inputs, cal.samples, seed=SEED + 7)
+
+
+def _onnx_chain(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[str]) -> list[Path]:
+    """Quantize then optimize ``fp32`` into ``final``; returns the files of ``final``."""
+    from . import onnx_ops
+
+    steps = []
+    q = t.quantization
+    # Quantize first, then optimize. The other order was measured worse: extended/all fuse Gemm
+    # into onnxruntime contrib ops (FusedGemm) that the quantizers skip, leaving the model fp32.
+    if q.mode == "dynamic":
+        steps.append(("quantize dynamic int8", lambda s, d: onnx_ops.quantize_dynamic(s, d, q.per_channel)))
+    elif q.mode == "int8":
+        cal = _calibration(ctx, t)
+        steps.append(("quantize static int8 (QDQ)",
+                      lambda s, d: onnx_ops.quantize_static(s, d, cal, q.per_channel)))
+    elif q.mode == "fp16":
+        steps.append(("convert to fp16", lambda s, d: onnx_ops.to_fp16(s, d, q.keep_io_types)))
+    if t.optimization != "none":
+        steps.append((f"optimize graph ({t.optimization})",
+                      lambda s, d: onnx_ops.optimize(s, d, t.optimization)))
+    if not steps:
+        if fp32 != final:
+            files = onnx_ops.model_files(fp32)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fp32, final)
+            for extra in files[1:]:
+                shutil.copyfile(extra, final.parent / extra.name)
+        return onnx_ops.model_files(final)
+    cur = fp32
+    for k, (label, fn) in enumerate(steps):
+        dst = final if k == len(steps) - 1 else ctx.work / f"t{t.index}-step{k}.onnx"
+        with ctx.p.stage(f"{t.name}: {label}"):
+            try:
+                fn(cur, dst)
+            except ExporterError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"{t.path} ({t.name}): {label} failed: {type(e).__name__}: "
+                                  f"{one_line(str(e), 300)}") from e
+        cur = dst
+    if q.mode == "fp16" and t.optimization != "none" and onnx_ops.fp32_weight_fraction(final) > 0.5:
+        msg = (f"{t.path}.optimization.level: onnxruntime's CPU optimizer at {t.optimization!r} folded "
+               "the fp16 weights back to fp32 (the CPU has no fp16 kernels for these ops); use level "
+               "none (or basic) for fp16 targets meant for GPUs")
+        warnings.append(msg)
+        ctx.p.warn(msg)
+    return onnx_ops.model_files(final)
+
+
+def _run_target(ctx: _Ctx, t: Target, out_root: Path) -> dict:
+    spec = ctx.spec
+    entry: dict[str, Any] = {"name": t.name, "format": t.format, "phase": "Running",
+                             "quantization": {"mode": t.quantization.mode}}
+    if t.quantization.mode == "fp16":
+        entry["quantization"]["keepIOTypes"] = t.quantization.keep_io_types
+    if t.quantization.mode in ("dynamic", "int8"):
+        entry["quantization"]["perChannel"] = t.quantization.per_channel
+    if t.format == "onnx":
+        entry["optimization"] = t.optimization
+    warnings: list[str] = []
+    tdir = out_root / t.name
+    try:
+        if tdir.exists():
+            shutil.rmtree(tdir)
+        tdir.mkdir(parents=True)
+        t_exp = time.perf_counter()
+        with ctx.p.stage(f"{t.name}: export {spec.source.format} -> {t.format}"):
+            main, runner, ref_runner, ref, signature, extra = _produce(ctx, t, tdir, warnings)
+        entry.update(extra)
+        entry["seconds"] = {"export": round(time.perf_counter() - t_exp, 3)}
+        t_val = time.perf_counter()
+        with ctx.p.stage(f"{t.name}: validate on {len(ctx.samples)} sample(s)"):
+            rep = validate(ref_runner, runner, ctx.samples, ctx.output_names,
+                           mode=t.quantization.mode, atol=spec.validation.atol,
+                           rtol=spec.validation.rtol, batched=batch_dynamic(spec.inputs),
+                           source_outputs=ref)
+        entry["seconds"]["validate"] = round(time.perf_counter() - t_val, 3)
+        entry["validation"] = rep.to_json()
+        if "pruningEffect" in extra:
+            entry["validation"]["comparedWith"] = "pruned source (pruningEffect: against the unpruned source)"
+        entry["signature"] = signature
+        # files, digests
+        if main.is_dir():
+            sha, size, files = mf.digest_dir(main)
+            entry["uri"] = mf.join_uri(spec.output_uri, main.relative_to(out_root).as_posix()) + "/"
+            entry["sha256"], entry["sizeBytes"] = sha, size
+            prefix = main.relative_to(out_root).as_posix()
+            entry["files"] = [{"path": f"{prefix}/{rel}", "sha256": s, "sizeBytes": n} for rel, s, n in files]
+        else:
+            entry["uri"] = mf.join_uri(spec.output_uri, main.relative_to(out_root).as_posix())
+            entry["sha256"] = mf.sha256_file(main)
+            files = sorted(p for p in tdir.rglob("*") if p.is_file())
+            entry["files"] = [{"path": f.relative_to(out_root).as_posix(), "sha256": mf.sha256_file(f),
+                               "sizeBytes": f.stat().st_size} for f in files]
+            entry["sizeBytes"] = sum(f["sizeBytes"] for f in entry["files"])
+            z = mf.zlib_size(main)
+            if z is not None:
+                entry["zlibSizeBytes"] = z
+        ctx.p.log(f"{t.name}: max abs error {rep.max_abs_error:.3g}, p50 latency "
+                  f"{rep.artifact_latency_ms:.3g} ms (source {rep.source_latency_ms:.3g} ms), "
+                  f"{entry['sizeBytes']} bytes")
+        if not rep.passed:
+            msg = (f"{t.path} ({t.name}): validation failed: {rep.message} "
+                   f"[{rep.criterion}, {rep.samples} samples]")
+            if spec.validation.warn_only:
+                warnings.append(msg + " (warnOnly: kept)")
+                ctx.p.warn(msg + " (spec.validation.warnOnly: kept)")
+            else:
+                raise ExportError(msg + "; set spec.validation.warnOnly to keep it anyway")
+        entry["phase"] = "Succeeded"
+    except ExporterError as e:
+        msg = e.message
+        if not msg.startswith("spec.") and not msg.startswith(t.path):
+            msg = f"{t.path} ({t.name}): {msg}"
+        err = type(e).__new__(type(e))
+        Exception.__init__(err, one_line(msg))
+        entry["phase"], entry["error"], entry["_exc"] = "Failed", err.message, err
+        ctx.p.log(f"{t.name}: FAILED: {err.message}")
+    except Exception as e:  # noqa: BLE001 - a converter's own exception: one line, exit 1
+        first = one_line(str(e), 400)
+        err = ExportError(f"{t.path} ({t.name}): {spec.source.format} -> {t.format} failed: "
+                          f"{type(e).__name__}: {first}")
+        entry["phase"], entry["error"], entry["_exc"] = "Failed", err.message, err
+        ctx.p.log(f"{t.name}: FAILED: {err.message}")
+    if warnings:
+        entry["warnings"] = warnings
+    return entry
+
+
+def _produce(ctx: _Ctx, t: Target, tdir: Path, warnings: list[str]):
+    """Build the artifact. Returns (main path, artifact runner, reference runner, reference
+    outputs or None, IO signature, extra manifest fields)."""
+    from . import onnx_ops
+
+    spec = ctx.spec
+    extra: dict[str, Any] = {}
+    ref_runner, ref = _reference(ctx)
+    if spec.source.format == "pytorch":
+        from . import pytorch
+
+        tm = ctx.torch_model
+        if t.pruning:
+            from .pruning import prune
+
+            with ctx.p.stage(f"{t.name}: prune ({t.pruning.method}, amount {t.pruning.amount})"):
+                tm = pytorch.load(ctx.src_path, spec.source, spec.inputs)
+                extra["pruning"] = prune(tm, t.pruning.method, t.pruning.amount)
+                ref_runner = pytorch.TorchRunner(tm.module(), spec.inputs)
+                pruned_ref = timed_runs(ref_runner, ctx.samples)
+                # effect of pruning itself, against the unpruned source (informational)
+                a, b = concat_outputs(ref[0]), concat_outputs(pruned_ref[0])
+                eff = [compare_arrays(n, x, y, spec.validation.atol, spec.validation.rtol).to_json()
+                       for n, x, y in zip(ctx.output_names, a, b)]
+                extra["pruningEffect"] = {"outputs": eff, "unprunedLatencyMsP50": ref[1],
+                                          "prunedLatencyMsP50": pruned_ref[1]}
+                ref = pruned_ref
+        sig_in = [{"name": i.name, "dtype": i.dtype, "shape": list(i.shape)} for i in spec.inputs]
+        if t.format == "onnx":
+            fp32 = tdir / "model.onnx" if not _onnx_steps(t) else ctx.work / f"t{t.index}-fp32.onnx"
+            with ctx.p.stage(f"{t.name}: torch.onnx.export"):
+                pytorch.to_onnx(tm, spec.inputs, fp32, t.opset)
+            main = tdir / "model.onnx"
+            _onnx_chain(ctx, t, fp32, main, warnings)
+            runner = onnx_ops.OrtRunner(main, ctx.output_names)
+            extra["opset"] = onnx_ops.opset_of(main)
+            return main, runner, ref_runner, ref, onnx_ops.io_signature(main), extra
+        if t.format == "pt2":
+            main = tdir / "model.pt2"
+            try:
+                pytorch.to_pt2(tm, spec.inputs, main)
+            except ExportError as e:
+                raise ExportError(f"{t.path}.format: {e.message}") from e
+            return main, pytorch.pt2_runner(main, spec.inputs), ref_runner, ref, \
+                {"inputs": sig_in, "outputs": [{"name": n} for n in ctx.output_names]}, extra
+        main = tdir / "model.pt"
+        pytorch.to_torchscript(tm, spec.inputs, main)
+        return main, pytorch.torchscript_runner(main, spec.inputs), ref_runner, ref, \
+            {"inputs": sig_in, "outputs": [{"name": n} for n in ctx.output_names]}, extra
+    if spec.source.format == "tensorflow":
+        from . import tensorflow as tfm
+
+        src = ctx.tf_source
+        if t.format == "savedmodel":
+            tfm.to_savedmodel(src, tdir)
+            runner = tfm.SavedModelSource(tdir, spec.inputs, mf.join_uri(spec.output_uri, t.name))
+            return tdir, runner, ref_runner, ref, tfm.savedmodel_signature(runner), extra
+        if t.format == "tflite":
+            cal = _calibration(ctx, t) if t.quantization.mode == "int8" else None
+            main = tdir / "model.tflite"
+            tfm.to_tflite(src, t, main, cal)
+            from .onnx_ops import threads
+
+            runner = tfm.TFLiteRunner(main, ctx.output_names, threads())
+            return main, runner, ref_runner, ref, runner.io_signature(), extra
+        # onnx via tf2onnx
+        fp32 = tdir / "model.onnx" if not _onnx_steps(t) else ctx.work / f"t{t.index}-fp32.onnx"
+        with ctx.p.stage(f"{t.name}: tf2onnx"):
+            tfm.to_onnx(src, t, fp32)
+        main = tdir / "model.onnx"
+        _onnx_chain(ctx, t, fp32, main, warnings)
+        extra["opset"] = onnx_ops.opset_of(main)
+        return main, onnx_ops.OrtRunner(main, ctx.output_names), ref_runner, ref, \
+            onnx_ops.io_signature(main), extra
+    # onnx source
+    main = tdir / "model.onnx"
+    _onnx_chain(ctx, t, ctx.onnx_source, main, warnings)
+    extra["opset"] = onnx_ops.opset_of(main)
+    return main, onnx_ops.OrtRunner(main, ctx.output_names), ref_runner, ref, \
+        onnx_ops.io_signature(main), extra
+
+
+def _onnx_steps(t: Target) -> bool:
+    return t.quantization.mode != "none" or t.optimization != "none"

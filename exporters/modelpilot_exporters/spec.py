@@ -1,0 +1,316 @@
+"""Typed, defaulted view of a ModelExport manifest (pure: no I/O, no heavy imports).
+
+The CRD schema and its CEL rules already reject most bad specs at the door. The exporter also
+runs outside the cluster (``modelpilot-export -f FILE`` on a laptop), so :func:`parse` repeats the
+cross-field rules here, and every error names the field (``spec.targets[1].quantization.mode``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SpecError
+
+SOURCE_FORMATS = ("pytorch", "tensorflow", "onnx")
+TARGET_FORMATS = ("onnx", "torchscript", "pt2", "savedmodel", "tflite")
+LOADERS = ("exportedProgram", "torchscript", "stateDict")
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
+QUANT_MODES = ("none", "dynamic", "int8", "fp16")
+OPT_LEVELS = ("none", "basic", "extended", "all")
+PRUNE_METHODS = ("unstructured", "structured")
+URI_SCHEMES = ("file://", "pvc://", "http://", "https://", "s3://", "gs://")
+
+# which source formats can produce which target formats
+TARGETS_BY_SOURCE = {
+    "pytorch": ("onnx", "torchscript", "pt2"),
+    "tensorflow": ("savedmodel", "tflite", "onnx"),
+    "onnx": ("onnx",),
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def dynamic_dims(self) -> tuple[int, ...]:
+        return tuple(i for i, d in enumerate(self.shape) if d == -1)
+
+
+@dataclass(frozen=True)
+class Source:
+    uri: str
+    format: str
+    loader: str = "exportedProgram"
+    factory: str | None = None
+    endpoint: str | None = None
+    secret_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    uri: str | None = None
+    synthetic: bool = False
+    samples: int = 64
+
+
+@dataclass(frozen=True)
+class Quantization:
+    mode: str = "none"
+    calibration: Calibration | None = None
+    keep_io_types: bool = True
+    per_channel: bool = False
+
+    @property
+    def lossy(self) -> bool:
+        return self.mode != "none"
+
+
+@dataclass(frozen=True)
+class Pruning:
+    method: str
+    amount: float
+
+
+@dataclass(frozen=True)
+class Target:
+    index: int
+    name: str
+    format: str
+    opset: int | None = None
+    quantization: Quantization = field(default_factory=Quantization)
+    optimization: str = "none"
+    pruning: Pruning | None = None
+
+    @property
+    def path(self) -> str:
+        """The field path of this target, for error messages."""
+        return f"spec.targets[{self.index}]"
+
+
+@dataclass(frozen=True)
+class Validation:
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    samples: int = 8
+    samples_uri: str | None = None
+    warn_only: bool = False
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    name: str
+    namespace: str | None
+    source: Source
+    inputs: tuple[InputSpec, ...]
+    targets: tuple[Target, ...]
+    validation: Validation
+    output_uri: str
+    output_endpoint: str | None = None
+
+
+def _get(d: Any, key: str, path: str, typ: type | tuple[type, ...] | None = None,
+         required: bool = False, default: Any = None) -> Any:
+    if not isinstance(d, dict):
+        raise SpecError(path.rsplit(".", 1)[0], "must be a mapping")
+    if key not in d or d[key] is None:
+        if required:
+            raise SpecError(f"{path}", "is required")
+        return default
+    v = d[key]
+    if typ is not None:
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if typ is int and isinstance(v, bool) or (typ is float and isinstance(v, bool)):
+            raise SpecError(path, f"must be a {typ.__name__}, got {v!r}")
+        if not isinstance(v, typ):
+            names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+            raise SpecError(path, f"must be a {names}, got {v!r}")
+    return v
+
+
+def _enum(v: str, allowed: tuple[str, ...], path: str) -> str:
+    if v not in allowed:
+        raise SpecError(path, f"must be one of {', '.join(allowed)}; got {v!r}")
+    return v
+
+
+def _uri(v: str, path: str, suffix: str | None = None) -> str:
+    if not v.startswith(URI_SCHEMES):
+        raise SpecError(path, f"unsupported URI {v!r}: use file://, pvc://<claim>/<path>, "
+                              "http(s)://, s3://bucket/key or gs://bucket/key")
+    if v.startswith("pvc://") and len(v[len("pvc://"):].split("/", 1)) < 2:
+        raise SpecError(path, f"{v!r}: expected pvc://<claim>/<path>")
+    if suffix and not v.split("?", 1)[0].endswith(suffix):
+        raise SpecError(path, f"{v!r}: expected a {suffix} file")
+    return v
+
+
+def parse_manifest(doc: Any) -> ExportSpec:
+    """Parse a whole ModelExport document (``apiVersion``/``kind``/``metadata``/``spec``).
+
+    A bare spec mapping (no ``kind``) is accepted too.
+    """
+    if not isinstance(doc, dict):
+        raise SpecError("manifest", "must be a YAML mapping (a ModelExport document)")
+    kind = doc.get("kind")
+    if kind is not None and kind != "ModelExport":
+        raise SpecError("kind", f"expected ModelExport, got {kind!r}")
+    meta = doc.get("metadata") or {}
+    spec = doc.get("spec") if "spec" in doc or kind else doc
+    if spec is None:
+        raise SpecError("spec", "is required")
+    return parse(spec, name=str(meta.get("name") or "modelexport"), namespace=meta.get("namespace"))
+
+
+def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) -> ExportSpec:
+    """Parse and default ``spec``; raise :class:`SpecError` naming the field on bad input."""
+    if not isinstance(spec, dict):
+        raise SpecError("spec", "must be a mapping")
+    # source
+    src = _get(spec, "source", "spec.source", dict, required=True)
+    uri = _uri(_get(src, "uri", "spec.source.uri", str, required=True), "spec.source.uri")
+    fmt = _enum(_get(src, "format", "spec.source.format", str, required=True), SOURCE_FORMATS,
+                "spec.source.format")
+    pt = _get(src, "pytorch", "spec.source.pytorch", dict, default={})
+    loader = _enum(_get(pt, "loader", "spec.source.pytorch.loader", str,
+                        default="exportedProgram"), LOADERS, "spec.source.pytorch.loader")
+    factory = _get(pt, "factory", "spec.source.pytorch.factory", str)
+    if pt and fmt != "pytorch":
+        raise SpecError("spec.source.pytorch", f"only applies to a pytorch source, not {fmt}")
+    if fmt == "pytorch" and loader == "stateDict":
+        if not factory:
+            raise SpecError("spec.source.pytorch.factory",
+                            "is required when loader is stateDict (\"package.module:callable\")")
+    if factory is not None and (":" not in factory or factory.startswith(":") or factory.endswith(":")):
+        raise SpecError("spec.source.pytorch.factory",
+                        f"expected \"package.module:callable\", got {factory!r}")
+    secret = _get(src, "secretRef", "spec.source.secretRef", dict, default={})
+    source = Source(uri=uri, format=fmt, loader=loader, factory=factory,
+                    endpoint=_get(src, "endpoint", "spec.source.endpoint", str),
+                    secret_name=secret.get("name"))
+    # inputs
+    raw_inputs = _get(spec, "inputs", "spec.inputs", list, required=True)
+    if not raw_inputs:
+        raise SpecError("spec.inputs", "needs at least one input")
+    inputs = []
+    seen: set[str] = set()
+    for i, inp in enumerate(raw_inputs):
+        p = f"spec.inputs[{i}]"
+        iname = _get(inp, "name", f"{p}.name", str, required=True)
+        if iname in seen:
+            raise SpecError(f"{p}.name", f"duplicate input name {iname!r}")
+        seen.add(iname)
+        dtype = _enum(_get(inp, "dtype", f"{p}.dtype", str, default="float32"), DTYPES, f"{p}.dtype")
+        shape = _get(inp, "shape", f"{p}.shape", list, required=True)
+        for j, d in enumerate(shape):
+            if not isinstance(d, int) or isinstance(d, bool) or d < -1 or d == 0:
+                raise SpecError(f"{p}.shape[{j}]", f"must be a positive int or -1 (dynamic); got {d!r}")
+        inputs.append(InputSpec(iname, dtype, tuple(shape)))
+    # targets
+    raw_targets = _get(spec, "targets", "spec.targets", list, required=True)
+    if not raw_targets:
+        raise SpecError("spec.targets", "needs at least one target")
+    targets = []
+    names: set[str] = set()
+    for i, t in enumerate(raw_targets):
+        targets.append(_parse_target(t, i, fmt))
+        if targets[-1].name in names:
+            raise SpecError(f"spec.targets[{i}].name",
+                            f"duplicate target name {targets[-1].name!r}; names must be unique")
+        names.add(targets[-1].name)
+    # validation
+    val = _get(spec, "validation", "spec.validation", dict, default={})
+    samples = _get(val, "samples", "spec.validation.samples", int, default=8)
+    if not 1 <= samples <= 10000:
+        raise SpecError("spec.validation.samples", f"must be in 1..10000; got {samples}")
+    atol = _get(val, "atol", "spec.validation.atol", float, default=1e-4)
+    rtol = _get(val, "rtol", "spec.validation.rtol", float, default=1e-3)
+    if atol < 0:
+        raise SpecError("spec.validation.atol", "must be >= 0")
+    if rtol < 0:
+        raise SpecError("spec.validation.rtol", "must be >= 0")
+    samples_uri = _get(val, "samplesUri", "spec.validation.samplesUri", str)
+    if samples_uri:
+        _uri(samples_uri, "spec.validation.samplesUri", ".npz")
+    validation = Validation(atol=atol, rtol=rtol, samples=samples, samples_uri=samples_uri,
+                            warn_only=bool(_get(val, "warnOnly", "spec.validation.warnOnly", bool,
+                                                default=False)))
+    out = _get(spec, "output", "spec.output", dict, required=True)
+    out_uri = _get(out, "uri", "spec.output.uri", str, required=True)
+    if not out_uri.startswith(("file://", "pvc://", "s3://", "gs://")):
+        raise SpecError("spec.output.uri", f"unsupported output URI {out_uri!r}: use file://, "
+                                           "pvc://<claim>/<path>, s3://bucket/prefix or gs://bucket/prefix")
+    _uri(out_uri, "spec.output.uri")
+    return ExportSpec(name=name, namespace=namespace, source=source, inputs=tuple(inputs),
+                      targets=tuple(targets), validation=validation,
+                      output_uri=out_uri.rstrip("/"),
+                      output_endpoint=_get(out, "endpoint", "spec.output.endpoint", str))
+
+
+def _parse_target(t: Any, i: int, source_format: str) -> Target:
+    p = f"spec.targets[{i}]"
+    if not isinstance(t, dict):
+        raise SpecError(p, "must be a mapping")
+    fmt = _enum(_get(t, "format", f"{p}.format", str, required=True), TARGET_FORMATS, f"{p}.format")
+    if fmt not in TARGETS_BY_SOURCE[source_format]:
+        raise SpecError(f"{p}.format", f"a {source_format} source cannot be exported to {fmt}; "
+                        f"possible: {', '.join(TARGETS_BY_SOURCE[source_format])}")
+    name = _get(t, "name", f"{p}.name", str, default=fmt)
+    if not name or "/" in name or name in (".", ".."):
+        raise SpecError(f"{p}.name", f"must be a plain directory name; got {name!r}")
+    opset = _get(t, "opset", f"{p}.opset", int)
+    if opset is not None:
+        if fmt != "onnx":
+            raise SpecError(f"{p}.opset", f"only applies to onnx targets, not {fmt}")
+        if not 13 <= opset <= 25:
+            raise SpecError(f"{p}.opset", f"must be in 13..25; got {opset}")
+    q = _get(t, "quantization", f"{p}.quantization", dict, default={})
+    mode = _enum(_get(q, "mode", f"{p}.quantization.mode", str, default="none"), QUANT_MODES,
+                 f"{p}.quantization.mode")
+    if mode != "none" and fmt not in ("onnx", "tflite"):
+        raise SpecError(f"{p}.quantization.mode",
+                        f"{mode} quantization is only possible on onnx or tflite targets, not {fmt}")
+    cal = _get(q, "calibration", f"{p}.quantization.calibration", dict)
+    calibration = None
+    if cal is not None:
+        curi = _get(cal, "uri", f"{p}.quantization.calibration.uri", str)
+        synth = _get(cal, "synthetic", f"{p}.quantization.calibration.synthetic", bool, default=False)
+        if curi and synth:
+            raise SpecError(f"{p}.quantization.calibration",
+                            "set either uri or synthetic: true, not both")
+        if curi:
+            _uri(curi, f"{p}.quantization.calibration.uri", ".npz")
+        n = _get(cal, "samples", f"{p}.quantization.calibration.samples", int, default=64)
+        if n < 1:
+            raise SpecError(f"{p}.quantization.calibration.samples", "must be >= 1")
+        calibration = Calibration(uri=curi, synthetic=synth, samples=n)
+    if mode == "int8" and (calibration is None or not (calibration.uri or calibration.synthetic)):
+        raise SpecError(f"{p}.quantization.calibration",
+                        "static int8 needs calibration data; set uri to an .npz or synthetic: true")
+    quant = Quantization(mode=mode, calibration=calibration,
+                         keep_io_types=_get(q, "keepIOTypes", f"{p}.quantization.keepIOTypes", bool,
+                                            default=True),
+                         per_channel=_get(q, "perChannel", f"{p}.quantization.perChannel", bool,
+                                          default=False))
+    opt = _get(t, "optimization", f"{p}.optimization", dict, default={})
+    level = _enum(_get(opt, "level", f"{p}.optimization.level", str, default="none"), OPT_LEVELS,
+                  f"{p}.optimization.level")
+    if level != "none" and fmt != "onnx":
+        raise SpecError(f"{p}.optimization.level", f"graph optimization only applies to onnx targets, not {fmt}")
+    pr = _get(t, "pruning", f"{p}.pruning", dict)
+    pruning = None
+    if pr is not None:
+        if source_format != "pytorch":
+            raise SpecError(f"{p}.pruning", f"pruning needs a pytorch source, not {source_format}")
+        method = _enum(_get(pr, "method", f"{p}.pruning.method", str, default="unstructured"),
+                       PRUNE_METHODS, f"{p}.pruning.method")
+        amount = _get(pr, "amount", f"{p}.pruning.amount", float, required=True)
+        if not 0 < amount < 1:
+            raise SpecError(f"{p}.pruning.amount", f"must be between 0 and 1 (exclusive); got {amount}")
+        pruning = Pruning(method, amount)
+    return Target(index=i, name=name, format=fmt, opset=opset, quantization=quant,
+                  optimization=level, pruning=pruning)

@@ -1,0 +1,25 @@
+"""Per-revision Service builder (the backend a router weights) — pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import constants as c
+from ..api.modeldeployment import ModelDeployment
+from ..render import labels, owner_reference
+from ..runtimes import get_runtime
+
+
+def build_revision_service(md: ModelDeployment, revision: int) -> dict[str, Any]:
+    ports = get_runtime(md.runtime.kind).ports
+    svc_ports = [{"name": "http", "port": md.port, "targetPort": "http", "protocol": "TCP"}]
+    if ports.grpc:
+        svc_ports.append({"name": "grpc", "port": ports.grpc, "targetPort": "grpc", "protocol": "TCP"})
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": c.revision_name(md.name, revision), "namespace": md.namespace,
+                     "labels": labels(md, revision, component="revision"), "ownerReferences": [owner_reference(md)]},
+        "spec": {"type": "ClusterIP", "selector": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_REVISION: str(revision)},
+                 "ports": svc_ports},
+    }

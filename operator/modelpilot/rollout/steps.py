@@ -1,0 +1,94 @@
+"""Every strategy compiled to one list of steps, run by one interpreter (plan.py).
+
+    direct     []                                   the new revision takes all traffic once ready
+    canary     spec.rollout.canary.steps            setWeight / pause / analysis, in order
+    blueGreen  preview, [prePromotionAnalysis], [pause until promoted | autoPromotionSeconds]
+    shadow     mirror percent, pause(duration)       then promote
+    abTest     match(+weight), pause(duration)       then promote
+
+After the last step the canary is promoted: it becomes stable with 100 % of traffic. A
+background analysis (spec.rollout.analysis; abTest.analysis) runs from the first step until the
+promotion, and its failure aborts like a failed step analysis.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..api.errors import SpecError
+from ..api.modeldeployment import ModelDeployment
+
+_DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | None, field: str) -> float | None:
+    if text is None or text == "":
+        return None
+    parts = _DURATION.findall(str(text))
+    if not parts or "".join(a + b for a, b in parts) != str(text):
+        raise SpecError(field, f"invalid duration {text!r}", "use e.g. 30s, 5m, 1h30m")
+    return sum(int(n) * _UNIT[u] for n, u in parts)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # weight | pause | analysis | preview | mirror | match
+    label: str
+    weight: int | None = None  # weight/match: canary share of (unmatched) traffic
+    mirror: int = 0
+    duration: float | None = None  # pause: seconds; None = until promoted
+    analysis: Mapping[str, Any] | None = None
+    field: str = ""  # spec path, for messages
+
+
+def compile_steps(md: ModelDeployment) -> list[Step]:
+    r = md.rollout
+    if md.strategy == "direct":
+        return []
+    if md.strategy == "canary":
+        out = []
+        for i, s in enumerate((r.get("canary") or {}).get("steps") or []):
+            f = f"spec.rollout.canary.steps[{i}]"
+            if "setWeight" in s:
+                out.append(Step("weight", f"setWeight {s['setWeight']}", weight=int(s["setWeight"]), field=f))
+            elif "pause" in s:
+                d = parse_duration((s["pause"] or {}).get("duration"), f + ".pause.duration")
+                out.append(Step("pause", f"pause {(s['pause'] or {}).get('duration') or 'until promoted'}", duration=d, field=f))
+            elif "analysis" in s:
+                out.append(Step("analysis", "analysis", analysis=s["analysis"], field=f + ".analysis"))
+        return out
+    if md.strategy == "blueGreen":
+        bg = r.get("blueGreen") or {}
+        out = [Step("preview", "preview", weight=0, field="spec.rollout.blueGreen")]
+        if bg.get("prePromotionAnalysis"):
+            out.append(Step("analysis", "prePromotionAnalysis", analysis=bg["prePromotionAnalysis"],
+                            field="spec.rollout.blueGreen.prePromotionAnalysis"))
+        if not bg.get("autoPromotionEnabled", True):
+            out.append(Step("pause", "pause until promoted", field="spec.rollout.blueGreen.autoPromotionEnabled"))
+        elif bg.get("autoPromotionSeconds"):
+            out.append(Step("pause", f"pause {bg['autoPromotionSeconds']}s", duration=float(bg["autoPromotionSeconds"]),
+                            field="spec.rollout.blueGreen.autoPromotionSeconds"))
+        return out
+    if md.strategy == "shadow":
+        sh = r.get("shadow") or {}
+        pct = int(sh.get("percent", 100))
+        d = parse_duration(sh.get("duration"), "spec.rollout.shadow.duration")
+        return [Step("mirror", f"mirror {pct}%", weight=0, mirror=pct, field="spec.rollout.shadow"),
+                Step("pause", f"mirror for {sh.get('duration') or 'until promoted'}", duration=d, field="spec.rollout.shadow.duration")]
+    if md.strategy == "abTest":
+        ab = r.get("abTest") or {}
+        d = parse_duration(ab.get("duration"), "spec.rollout.abTest.duration")
+        return [Step("match", "route matching requests", weight=int(ab.get("weight") or 0), field="spec.rollout.abTest"),
+                Step("pause", f"test for {ab.get('duration') or 'until promoted'}", duration=d, field="spec.rollout.abTest.duration")]
+    raise SpecError("spec.rollout.strategy", f"unknown strategy {md.strategy!r}")
+
+
+def background_analysis(md: ModelDeployment) -> tuple[Mapping[str, Any] | None, str]:
+    if md.strategy == "abTest" and (md.rollout.get("abTest") or {}).get("analysis"):
+        return md.rollout["abTest"]["analysis"], "spec.rollout.abTest.analysis"
+    if md.strategy in ("canary", "shadow", "blueGreen") and md.rollout.get("analysis"):
+        return md.rollout["analysis"], "spec.rollout.analysis"
+    return None, ""

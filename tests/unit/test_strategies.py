@@ -1,0 +1,298 @@
+"""Canary, blue-green, shadow and A/B through the planner: steps, pauses, analysis, aborts,
+manual actions and undo. Every test drives the pure planner via Sim (tests/unit/sim.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from modelpilot.conditions import get_condition
+
+from .helpers import md
+from .sim import Sim
+
+pytestmark = pytest.mark.unit
+GATEWAY = {"router": "gatewayAPI", "gateway": {"parentRefs": [{"name": "gw"}]}}
+STEPS = [{"setWeight": 10}, {"pause": {"duration": "1m"}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 80}]
+
+
+def rollout(strategy_block: dict, traffic: dict | None = None, replicas: int = 4, **extra) -> dict:
+    body = md(replicas=replicas, rollout=strategy_block, **({"traffic": traffic} if traffic else {}), **extra)
+    return body
+
+
+def start(body: dict, healthy: bool = True, analyze=None) -> Sim:
+    s = Sim(body, analyze=analyze)
+    s.settle()
+    assert s.status["stableRevision"] == 1
+    s.healthy = healthy
+    s.body["spec"]["model"] = {"uri": "pvc://models/resnet-v2/model.onnx", "format": "onnx"}
+    s.body["metadata"]["generation"] += 1
+    return s
+
+
+def route(s: Sim) -> dict:
+    return s.routes[("HTTPRoute", "resnet")]
+
+
+def backend_weights(s: Sim) -> dict[str, int]:
+    rules = route(s)["spec"]["rules"]
+    return {b["name"]: b.get("weight", 1) for b in rules[-1]["backendRefs"]}
+
+
+def cond(s: Sim, t: str) -> dict:
+    return get_condition(s.status["conditions"], t)
+
+
+# ---------- canary ----------
+
+def test_canary_walks_its_steps_and_promotes_on_gateway_api():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": STEPS}}, GATEWAY))
+    s.settle()
+    assert s.status["canaryRevision"] == 2 and s.status["currentStep"] == 1  # setWeight 10 done, in the 1m pause
+    assert backend_weights(s) == {"resnet-r1": 90, "resnet-r2": 10}
+    assert s.deps[2]["spec"]["replicas"] == 1 and s.deps[1]["spec"]["replicas"] == 4
+    assert s.plans[-1].requeue_after and 59 <= s.plans[-1].requeue_after <= 60
+    s.advance(61)
+    s.settle()
+    assert s.status["currentStep"] == 3 and s.status["phase"] == "Paused"
+    assert "kubectl modelpilot promote" in s.status["pauseReason"]
+    assert backend_weights(s) == {"resnet-r1": 50, "resnet-r2": 50} and s.deps[2]["spec"]["replicas"] == 2
+    s.control("promote")
+    s.settle()
+    assert s.status["stableRevision"] == 2 and "canaryRevision" not in s.status and s.status["phase"] == "Ready"
+    assert backend_weights(s) == {"resnet-r2": 100} or backend_weights(s) == {"resnet-r1": 0, "resnet-r2": 100}
+    assert [w for w, _ in s.weights] == [0, 10, 50, 80, 0], "every weight once, in order, then all to the new stable"
+    reasons = [e[1] for e in s.events]
+    assert reasons.count("StepCompleted") == 4 and reasons.count("Promoted") == 1 and "RolloutPromoted" in reasons
+
+
+def test_weight_waits_for_canary_pods_then_moves():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 25}]}}, GATEWAY), healthy=False)
+    s.settle()
+    assert s.status["currentStep"] == 0 and backend_weights(s) == {"resnet-r1": 100, "resnet-r2": 0}, "no traffic to unready pods"
+    s.healthy = True
+    s.settle()
+    assert s.status["stableRevision"] == 2
+
+
+def test_progress_deadline_aborts_and_returns_all_traffic():
+    s = start(rollout({"strategy": "canary", "progressDeadlineSeconds": 60, "canary": {"steps": [{"setWeight": 25}]}}, GATEWAY), healthy=False)
+    s.settle()
+    s.advance(61)
+    s.settle()
+    assert s.status["phase"] == "Degraded" and cond(s, "Ready")["reason"] == "RolloutAborted"
+    assert "progressDeadlineSeconds=60" in s.status["message"]
+    assert backend_weights(s) == {"resnet-r1": 100} or backend_weights(s).get("resnet-r2", 0) == 0
+    assert s.status["revisions"][-1]["outcome"] == "Aborted" and s.status["stableRevision"] == 1
+    s.advance(31)
+    s.settle()
+    assert s.deps[2]["spec"]["replicas"] == 0, "the aborted canary scales down after the delay"
+
+
+def test_canary_on_replica_router_reports_the_achieved_weight():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}}, replicas=4))
+    s.settle()
+    st = s.status
+    assert (s.deps[1]["spec"]["replicas"], s.deps[2]["spec"]["replicas"]) == (3, 1)
+    assert st["weights"]["canary"] == 25 and st["weights"]["achieved"] is False, "10% asked, 1 of 4 pods is 25%"
+    assert ("Service", "resnet") in s.routes and ("HTTPRoute", "resnet") not in s.routes
+
+
+def test_analysis_step_success_failure_and_inconclusive():
+    def analyze_with(phase):
+        def analyze(spec, run, ctx):
+            assert ctx["canaryRevision"] == 2 and ctx["stableRevision"] == 1
+            return {"phase": phase, "taken": 1, "message": f"metric {phase}",
+                    "latest": [{"seq": 1, "metric": "err", "verdict": phase, "value": 0.5, "query": "q", "message": "m"}]}
+        return analyze
+
+    steps = {"strategy": "canary", "canary": {"steps": [{"setWeight": 20}, {"analysis": {"metrics": [{"name": "err", "query": "q", "successCondition": "result < 1"}]}}]}}
+    ok = start(rollout(steps, GATEWAY), analyze=analyze_with("Successful"))
+    ok.settle()
+    assert ok.status["stableRevision"] == 2
+    assert any(e[1] == "AnalysisMeasurement" and "query: q" in e[2] for e in ok.events), "each measurement is an Event with its query"
+
+    bad = start(rollout(steps, GATEWAY), analyze=analyze_with("Failed"))
+    bad.settle()
+    assert bad.status["phase"] == "Degraded" and "analysis failed" in bad.status["message"]
+    assert bad.status["weights"]["canary"] == 0
+
+    unsure = start(rollout(steps, GATEWAY), analyze=analyze_with("Inconclusive"))
+    unsure.settle()
+    assert unsure.status["phase"] == "Paused" and "inconclusive" in unsure.status["pauseReason"]
+    assert unsure.status["canaryRevision"] == 2, "inconclusive never passes"
+    unsure.control("promote")
+    unsure.settle()
+    assert unsure.status["stableRevision"] == 2, "a human can promote past it"
+
+
+def test_background_analysis_failure_aborts_mid_pause():
+    calls = []
+
+    def analyze(spec, run, ctx):
+        calls.append(ctx["background"])
+        return {"phase": "Failed" if len(calls) > 2 else "Running", "taken": 0, "message": "latency up"}
+
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {}}]},
+                       "analysis": {"metrics": [{"name": "lat", "query": "q", "successCondition": "result < 1"}]}}, GATEWAY), analyze=analyze)
+    s.settle()
+    assert s.status["phase"] == "Degraded" and "background analysis failed" in s.status["message"]
+    assert all(calls)
+
+
+def test_manual_pause_resume_abort_and_retry():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}, {"setWeight": 50}]}}, GATEWAY))
+    s.settle()
+    s.control("pause")
+    s.settle()
+    assert s.status["phase"] == "Paused"
+    s.advance(120)
+    s.settle()
+    assert s.status["currentStep"] == 1, "a paused rollout does not move"
+    s.control("resume")
+    s.settle()
+    assert s.status["stableRevision"] == 2
+
+    s2 = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}}, GATEWAY))
+    s2.settle()
+    s2.control("abort")
+    s2.settle()
+    assert s2.status["phase"] == "Degraded" and s2.status["weights"]["canary"] == 0
+    s2.control("resume")  # retry from step 0
+    s2.settle()
+    assert s2.status["phase"] == "Paused" and s2.status["currentStep"] == 1 and s2.status["weights"]["canary"] == 10
+
+
+def test_promote_full_skips_every_step():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}, GATEWAY))
+    s.settle()
+    s.control("promoteFull")
+    s.settle()
+    assert s.status["stableRevision"] == 2
+    assert 50 not in [w for w, _ in s.weights], "skipped steps apply no weight"
+
+
+def test_a_control_is_applied_once():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 20}, {"pause": {}}]}}, GATEWAY))
+    s.settle()
+    s.control("promote")
+    ctl = copy.deepcopy(s.status["control"])
+    s.settle()
+    assert s.status["currentStep"] == 3
+    s.body["status"]["control"] = ctl  # a stale copy of the same request comes back
+    s.settle()
+    assert s.status["currentStep"] == 3
+
+
+def test_new_spec_mid_canary_supersedes_the_canary():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}}, GATEWAY))
+    s.settle()
+    s.body["spec"]["model"] = {"uri": "pvc://models/resnet-v3/model.onnx", "format": "onnx"}
+    s.body["metadata"]["generation"] += 1
+    s.settle()
+    assert s.status["canaryRevision"] == 3 and s.deps[2]["spec"]["replicas"] == 0
+    assert s.status["currentStep"] == 1
+
+
+def test_undo_to_a_revision_without_touching_spec():
+    s = start(rollout({"strategy": "direct"}))
+    s.settle()
+    assert s.status["stableRevision"] == 2 and s.deps[1]["spec"]["replicas"] == 0
+    spec_before = copy.deepcopy(s.body["spec"])
+    s.control("undo", toRevision=1)
+    s.settle()
+    assert s.status["stableRevision"] == 1 and s.deps[1]["spec"]["replicas"] == 4
+    assert s.body["spec"] == spec_before
+    assert [(r["revision"], r["outcome"]) for r in s.status["revisions"]] == [(1, "Stable"), (2, "RolledBack")]
+    # The next spec change (a git commit) wins over the pin.
+    s.body["spec"]["replicas"] = 3
+    s.body["metadata"]["generation"] += 1
+    s.settle()
+    assert s.status["stableRevision"] == 2
+
+
+def test_undo_to_an_unknown_revision_is_refused_with_an_event():
+    s = start(rollout({"strategy": "direct"}))
+    s.settle()
+    s.control("undo", toRevision=7)
+    s.settle()
+    assert any(e[1] == "UndoRejected" and "revision 7" in e[2] for e in s.events)
+
+
+# ---------- blue-green ----------
+
+def test_blue_green_previews_then_switches_atomically_and_scales_down_later():
+    s = start(rollout({"strategy": "blueGreen", "blueGreen": {"autoPromotionEnabled": False, "scaleDownDelaySeconds": 60}}))
+    s.settle()
+    assert s.status["phase"] == "Paused" and s.deps[2]["spec"]["replicas"] == 4, "the preview runs at full size"
+    assert s.routes[("Service", "resnet")]["spec"]["selector"]["modelpilot.io/revision"] == "1"
+    assert s.routes[("Service", "resnet-preview")]["spec"]["selector"]["modelpilot.io/revision"] == "2"
+    s.control("promote")
+    s.settle()
+    assert s.routes[("Service", "resnet")]["spec"]["selector"]["modelpilot.io/revision"] == "2", "one atomic switch"
+    assert ("Service", "resnet-preview") not in s.routes
+    assert s.deps[1]["spec"]["replicas"] == 4
+    s.advance(61)
+    s.settle()
+    assert s.deps[1]["spec"]["replicas"] == 0
+
+
+def test_blue_green_failed_pre_promotion_analysis_never_switches():
+    def analyze(spec, run, ctx):
+        return {"phase": "Failed", "taken": 1, "message": "p99 too high"}
+
+    s = start(rollout({"strategy": "blueGreen", "blueGreen": {"prePromotionAnalysis": {"metrics": [{"name": "p99", "query": "q", "successCondition": "result < 1"}]}}}),
+              analyze=analyze)
+    s.settle()
+    assert s.status["phase"] == "Degraded"
+    assert s.routes[("Service", "resnet")]["spec"]["selector"]["modelpilot.io/revision"] == "1"
+
+
+def test_blue_green_switch_back_with_undo():
+    s = start(rollout({"strategy": "blueGreen", "blueGreen": {"scaleDownDelaySeconds": 300}}))
+    s.settle()
+    assert s.status["stableRevision"] == 2
+    s.control("undo")
+    s.settle()
+    assert s.routes[("Service", "resnet")]["spec"]["selector"]["modelpilot.io/revision"] == "1", "instant switch-back: 1 is still up"
+    assert s.status["stableRevision"] == 1
+
+
+# ---------- shadow and A/B ----------
+
+def test_shadow_mirrors_and_serves_nothing_then_promotes_after_duration():
+    s = start(rollout({"strategy": "shadow", "shadow": {"percent": 20, "duration": "5m"}}, GATEWAY))
+    s.settle()
+    rules = route(s)["spec"]["rules"]
+    mirror = [f for r in rules for f in r.get("filters", []) if f["type"] == "RequestMirror"]
+    assert mirror and mirror[0]["requestMirror"]["percent"] == 20 and mirror[0]["requestMirror"]["backendRef"]["name"] == "resnet-r2"
+    assert s.status["weights"]["canary"] == 0 and s.status["weights"]["mirror"] == 20
+    s.advance(301)
+    s.settle()
+    assert s.status["stableRevision"] == 2
+
+
+def test_ab_test_routes_matching_requests_then_promotes():
+    ab = {"strategy": "abTest", "abTest": {"match": {"headers": [{"name": "x-user-group", "value": "beta"}]}, "duration": "10m"}}
+    s = start(rollout(ab, GATEWAY))
+    s.settle()
+    rules = route(s)["spec"]["rules"]
+    matched = [r for r in rules if any(m.get("headers") for m in r.get("matches", []))]
+    assert matched and matched[0]["backendRefs"][0]["name"] == "resnet-r2"
+    assert matched[0]["matches"][0]["headers"][0] == {"type": "Exact", "name": "x-user-group", "value": "beta"}
+    s.advance(601)
+    s.settle()
+    assert s.status["stableRevision"] == 2
+
+
+def test_state_lives_in_status_so_any_reconcile_resumes():
+    """A restart is a reconcile with no memory: replaying from status alone repeats nothing."""
+    s = start(rollout({"strategy": "canary", "canary": {"steps": STEPS}}, GATEWAY))
+    s.settle()
+    before = copy.deepcopy(s.status)
+    events = len(s.events)
+    for _ in range(3):
+        s.reconcile()
+    assert s.status == before and len(s.events) == events
