@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Sequence
 
-from .errors import EXIT_BAD_INPUT, ExporterError, InputError, SpecError
+from .errors import EXIT_BAD_INPUT, InputError, SpecError
 from .manifest import write_termination_message, termination_message
 from .progress import Progress
 from .spec import ExportSpec, parse_manifest

@@ -31,10 +31,12 @@ manifest.json (written to ``<output.uri>/manifest.json``, also when the export f
 Termination message (compact JSON, < 4096 bytes; fields are dropped, never the JSON broken)::
 
     {"phase": "Succeeded"|"Failed", "message": "...", "manifestUri": "...",
-     "artifacts": [{"name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs"}],
+     "artifacts": [{"name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs",
+                    "validated"}],
      "failed": [{"name", "error"}]}
 
-``artifacts`` lists the targets that succeeded; ``failed`` the ones that did not.
+``artifacts`` lists the targets that succeeded; ``failed`` the ones that did not. ``validated`` is
+false only for a target kept by ``warnOnly`` although it missed its criterion.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
             arts.append({"name": t["name"], "format": t["format"], "uri": t.get("uri"),
                          "sha256": t.get("sha256"), "sizeBytes": t.get("sizeBytes"),
                          "maxAbsError": v.get("maxAbsError"),
-                         "latencyMs": v.get("artifactLatencyMsP50")})
+                         "latencyMs": v.get("artifactLatencyMsP50"),
+                         "validated": bool(v.get("passed"))})
         else:
             failed.append({"name": t["name"], "error": t.get("error", "")})
     msg: dict[str, Any] = {"phase": manifest.get("phase"), "message": manifest.get("message", "")}

@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
         except ExporterError as e:
             errors.append(e)
         except Exception as e:  # noqa: BLE001 - last resort: one line, exit 1
+            traceback.print_exc(file=sys.stderr)
             errors.append(ExportError(f"internal error: {type(e).__name__}: {e}"))
         man["phase"] = "Failed" if errors else "Succeeded"
         if errors:
@@ -371,6 +373,7 @@ def _run_target(ctx: _Ctx, t: Target, out_root: Path) -> dict:
         entry["phase"], entry["error"], entry["_exc"] = "Failed", err.message, err
         ctx.p.log(f"{t.name}: FAILED: {err.message}")
     except Exception as e:  # noqa: BLE001 - a converter's own exception: one line, exit 1
+        traceback.print_exc(file=sys.stderr)  # the details, for whoever reads the Job's log
         first = one_line(str(e), 400)
         err = ExportError(f"{t.path} ({t.name}): {spec.source.format} -> {t.format} failed: "
                           f"{type(e).__name__}: {first}")

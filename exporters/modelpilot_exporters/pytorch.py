@@ -194,7 +194,11 @@ def torch_export(tm: TorchModel, inputs: Sequence[InputSpec]):
 
 def to_onnx(tm: TorchModel, inputs: Sequence[InputSpec], path: Path, opset: int | None = None) -> None:
     """torch.onnx.export with dynamo=True (TorchScript exporter for a TorchScript source)."""
+    import logging
+
     torch = _torch()
+    # "torchvision is not installed. Skipping torchvision::nms" x4 per export: noise in Job logs
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = [i.name for i in inputs]
     from .onnx_ops import external_threshold

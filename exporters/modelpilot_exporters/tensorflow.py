@@ -138,15 +138,20 @@ def to_tflite(src: SavedModelSource, target: Target, out_file: Path,
 
 
 class TFLiteRunner:
-    """Runs a .tflite file through its signature runner; (de)quantizes int8 IO."""
+    """Runs a .tflite file through its signature runner; (de)quantizes int8 IO. Uses LiteRT
+    (``ai_edge_litert``) when installed, else ``tf.lite.Interpreter`` (deprecated but present in
+    TF 2.21)."""
 
     def __init__(self, path: Path, output_order: Sequence[str], n_threads: int | None = None):
         import warnings
 
-        tf = _tf()
+        try:  # LiteRT, tf.lite.Interpreter's successor, when installed
+            from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
+        except ImportError:
+            Interpreter = _tf().lite.Interpreter
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.interp = tf.lite.Interpreter(model_path=str(path), num_threads=n_threads)
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            self.interp = Interpreter(model_path=str(path), num_threads=n_threads)
         sigs = self.interp.get_signature_list()
         key = "serving_default" if "serving_default" in sigs else sorted(sigs)[0]
         self.runner = self.interp.get_signature_runner(key)

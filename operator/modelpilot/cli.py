@@ -1,25 +1,36 @@
 """`kubectl modelpilot` (console script kubectl-modelpilot; kubectl finds it as a plugin).
 
-  render -f FILE     print the exact objects the operator would apply for a ModelDeployment
-  status NAME        phase, revisions, weights and conditions of a ModelDeployment
+  render -f FILE                 print the exact objects the operator would apply for a ModelDeployment
+  status NAME [--watch]          steps, weights, analysis, history and conditions
+  promote NAME [--full]          finish the current step (or every step) now
+  abort NAME                     send all traffic back to stable and scale the canary down
+  pause NAME / resume NAME       hold the rollout where it is / let it go on (resume also retries an aborted one)
+  undo NAME [--to-revision N]    serve an earlier revision again (default: the previous stable one)
 
-`render` uses the operator's own planning code with no cluster observations, so what it prints is
-what a first reconcile applies: review it in a GitOps pull request, or diff it while debugging.
+Manual actions never edit spec, so Argo CD and Flux see no drift: they are written to the
+ModelDeployment's status (`status.control`, through the status subresource), which the operator
+consumes once and records. `render` uses the operator's own planning code with no cluster
+observations, so what it prints is what a first reconcile applies.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import yaml
 
-from .api.errors import SpecError
 from .config import ConfigError, load_config
 from .rollout import Observed, plan_model_deployment
+
+KUBECTL = os.environ.get("KUBECTL", "kubectl")
 
 
 def _load_documents(path: str) -> list[dict[str, Any]]:
@@ -28,10 +39,9 @@ def _load_documents(path: str) -> list[dict[str, Any]]:
     except OSError as e:
         raise SystemExit(f"kubectl-modelpilot: cannot read {path}: {e.strerror}")
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d]
+        return [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as e:
         raise SystemExit(f"kubectl-modelpilot: {path} is not valid YAML: {e}")
-    return docs
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -56,44 +66,125 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubectl(args: argparse.Namespace, *cmd: str) -> subprocess.CompletedProcess:
+    full = [KUBECTL, *cmd]
+    if getattr(args, "namespace", None):
+        full[1:1] = ["-n", args.namespace]
+    return subprocess.run(full, capture_output=True, text=True)
+
+
+def _get(args: argparse.Namespace) -> dict[str, Any] | None:
+    r = _kubectl(args, "get", "modeldeployment", args.name, "-o", "json")
+    if r.returncode != 0:
+        print(r.stderr.strip(), file=sys.stderr)
+        return None
+    return json.loads(r.stdout)
+
+
+def format_status(body: dict[str, Any]) -> str:
+    st = body.get("status") or {}
+    spec = body.get("spec") or {}
+    w = st.get("weights") or {}
+    ro = st.get("rollout") or {}
+    lines = [f"{body['metadata']['namespace']}/{body['metadata']['name']}: {st.get('phase', 'Unknown')}"
+             + (f" - {st['message']}" if st.get("message") else "")]
+    strategy = (spec.get("rollout") or {}).get("strategy", "direct")
+    lines.append(f"  strategy:  {strategy} via {(spec.get('traffic') or {}).get('router', 'replicas')} router")
+    lines.append(f"  stable:    revision {st.get('stableRevision', '-')}   canary: revision {st.get('canaryRevision', '-')}")
+    approx = "" if w.get("achieved", True) else "  (approximate: what the router achieves)"
+    lines.append(f"  weights:   stable {w.get('stable', '-')}%  canary {w.get('canary', '-')}%  mirror {w.get('mirror', '-')}%{approx}")
+    if strategy == "canary" and st.get("canaryRevision"):
+        steps = ((spec.get("rollout") or {}).get("canary") or {}).get("steps") or []
+        lines.append("  steps:")
+        for i, s in enumerate(steps):
+            mark = "✓" if i < int(st.get("currentStep") or 0) else ("▶" if i == st.get("currentStep") else " ")
+            lines.append(f"    {mark} {i}: {json.dumps(s, separators=(',', ':'))[:100]}")
+    if st.get("pauseReason"):
+        lines.append(f"  paused:    {st['pauseReason']}")
+    if ro.get("aborted"):
+        lines.append(f"  aborted:   revision {ro['aborted']['revision']}: {ro['aborted']['message']}")
+    runs = (st.get("analysis") or {}).get("runs") or {}
+    if runs:
+        lines.append("  analysis:")
+        for key, run in runs.items():
+            lines.append(f"    {key}: {run.get('phase')}" + (f" - {run['message']}" if run.get("message") else ""))
+            for m in (run.get("latest") or [])[-3:]:
+                lines.append(f"      {m.get('at', '')} {m.get('metric')}: {m.get('verdict')} value={m.get('value')}")
+    lines.append(f"  replicas:  {st.get('readyReplicas', 0)}/{st.get('replicas', 0)} ready   endpoint: {st.get('endpoint', '-')}")
+    lines.append("  revisions:")
+    for rev in st.get("revisions") or []:
+        lines.append(f"    r{rev['revision']:<3} {rev.get('outcome', ''):<12} {rev.get('created', '')}  {rev.get('modelDigest', '')}")
+    lines.append("  conditions:")
+    for cnd in st.get("conditions") or []:
+        lines.append(f"    {cnd['type']:<14} {cnd['status']:<6} {cnd['reason']}: {cnd['message']}")
+    return "\n".join(lines)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    cmd = ["kubectl", "get", "modeldeployment", args.name, "-o", "json"]
-    if args.namespace:
-        cmd[2:2] = ["-n", args.namespace]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    while True:
+        body = _get(args)
+        if body is None:
+            return 1
+        text = format_status(body)
+        if not args.watch:
+            print(text)
+            return 0
+        sys.stdout.write("\x1b[2J\x1b[H" + text + f"\n\n(refreshing every {args.interval}s; Ctrl-C to stop)\n")
+        sys.stdout.flush()
+        try:
+            time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _requester() -> str:
+    r = subprocess.run([KUBECTL, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else getpass.getuser()
+
+
+def _control(args: argparse.Namespace, action: str, **extra: Any) -> int:
+    if _get(args) is None:
+        return 1
+    control = {"action": action, "requestedAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+               "requestedBy": _requester(), **extra}
+    r = _kubectl(args, "patch", "modeldeployment", args.name, "--subresource=status", "--type=merge",
+                 "-p", json.dumps({"status": {"control": control}}))
     if r.returncode != 0:
         print(r.stderr.strip(), file=sys.stderr)
         return r.returncode
-    body = json.loads(r.stdout)
-    st = body.get("status") or {}
-    w = st.get("weights") or {}
-    print(f"{body['metadata']['namespace']}/{args.name}: {st.get('phase', 'Unknown')}")
-    print(f"  strategy:  {(body['spec'].get('rollout') or {}).get('strategy', 'direct')}")
-    print(f"  stable:    revision {st.get('stableRevision', '-')}   canary: revision {st.get('canaryRevision', '-')}")
-    print(f"  weights:   stable {w.get('stable', '-')}%  canary {w.get('canary', '-')}%  mirror {w.get('mirror', '-')}%")
-    print(f"  replicas:  {st.get('readyReplicas', 0)}/{st.get('replicas', 0)} ready")
-    print(f"  endpoint:  {st.get('endpoint', '-')}")
-    print("  revisions:")
-    for rev in st.get("revisions") or []:
-        print(f"    r{rev['revision']:<3} {rev.get('outcome', ''):<12} {rev.get('created', '')}  {rev.get('modelDigest', '')}")
-    print("  conditions:")
-    for c in st.get("conditions") or []:
-        print(f"    {c['type']:<14} {c['status']:<6} {c['reason']}: {c['message']}")
+    print(f"modeldeployment/{args.name}: {action} requested; follow it with `kubectl modelpilot status {args.name} --watch`")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="kubectl modelpilot", description="modelpilot kubectl plugin")
+    p = argparse.ArgumentParser(prog="kubectl modelpilot", description="modelpilot kubectl plugin",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="print the objects the operator would apply for a ModelDeployment")
     r.add_argument("-f", "--file", required=True, help="ModelDeployment manifest ('-' for stdin)")
     r.add_argument("-n", "--namespace", default="default")
     r.add_argument("--config", help="operator config YAML (node pools, images); default $MODELPILOT_CONFIG")
     r.set_defaults(func=cmd_render)
-    s = sub.add_parser("status", help="show a ModelDeployment's rollout state")
-    s.add_argument("name")
-    s.add_argument("-n", "--namespace")
+
+    def named(name: str, helptext: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("name")
+        sp.add_argument("-n", "--namespace")
+        return sp
+
+    s = named("status", "show a ModelDeployment's rollout: steps, weights, analysis, history")
+    s.add_argument("-w", "--watch", action="store_true")
+    s.add_argument("--interval", type=float, default=2.0)
     s.set_defaults(func=cmd_status)
+    pr = named("promote", "finish the current step now (--full: skip every remaining step)")
+    pr.add_argument("--full", action="store_true")
+    pr.set_defaults(func=lambda a: _control(a, "promoteFull" if a.full else "promote"))
+    named("abort", "return all traffic to stable and scale the canary down").set_defaults(func=lambda a: _control(a, "abort"))
+    named("pause", "hold the rollout where it is").set_defaults(func=lambda a: _control(a, "pause"))
+    named("resume", "continue a paused rollout, or retry an aborted one").set_defaults(func=lambda a: _control(a, "resume"))
+    u = named("undo", "serve an earlier revision again without editing spec")
+    u.add_argument("--to-revision", type=int, dest="to_revision")
+    u.set_defaults(func=lambda a: _control(a, "undo", **({"toRevision": a.to_revision} if a.to_revision else {})))
     args = p.parse_args(argv)
     return args.func(args)
 

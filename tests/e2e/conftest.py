@@ -23,8 +23,10 @@ WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 class Operator:
-    def __init__(self, kubeconfig: str, metrics_port: int = 18090, health_port: int = 18091, resync: float = 4.0):
+    def __init__(self, kubeconfig: str, metrics_port: int = 18090, health_port: int = 18091, resync: float = 4.0,
+                 config: Path | None = None):
         self.kubeconfig = kubeconfig
+        self.config = config or REPO / "hack/testbed/operator-config.yaml"
         self.metrics_port = metrics_port
         self.health_port = health_port
         self.resync = resync
@@ -33,7 +35,7 @@ class Operator:
 
     def start(self) -> None:
         exe = Path(sys.executable).with_name("modelpilot-operator")
-        env = dict(os.environ, KUBECONFIG=self.kubeconfig, MODELPILOT_CONFIG=str(REPO / "hack/testbed/operator-config.yaml"))
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig, MODELPILOT_CONFIG=str(self.config))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
@@ -112,8 +114,48 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+class MetricTarget:
+    """A scrape target the tests set: `mp_e2e_error_ratio` and `mp_e2e_latency_seconds` per revision."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Gauge, start_http_server
+        self.registry = CollectorRegistry()
+        self.error_ratio = Gauge("mp_e2e_error_ratio", "error ratio a test says a revision has",
+                                 ["namespace", "name", "revision"], registry=self.registry)
+        self.server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry)
+        self.address = f"127.0.0.1:{self.server.server_port}"
+
+    def set_error_ratio(self, namespace: str, name: str, revision: int, value: float) -> None:
+        self.error_ratio.labels(namespace, name, str(revision)).set(value)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="session")
-def operator(kubeconfig: str) -> Iterator[Operator]:
+def metric_target() -> Iterator[MetricTarget]:
+    t = MetricTarget()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(metric_target: MetricTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus (hack/prometheus.sh, Debian package) scraping the test's target twice a second."""
+    local = tmp_path_factory.mktemp("prometheus-e2e")
+    env = {**os.environ, "MODELPILOT_LOCAL_DIR": str(local)}
+    script = str(REPO / "hack" / "prometheus.sh")
+    r = subprocess.run([script, "start", "--port", "0", "--scrape-interval", "500ms", "--target", f"e2e={metric_target.address}"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"hack/prometheus.sh start failed ({r.returncode}):\n{r.stderr}{r.stdout}")
+    yield r.stdout.strip().splitlines()[-1]
+    subprocess.run([script, "stop"], env=env, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: str, prometheus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     # A local-up --with-operator instance would fight the one under test: stop it (we started it).
     pidfile = LOCAL / "pids" / "operator.pid"
     if pidfile.exists():
@@ -123,7 +165,15 @@ def operator(kubeconfig: str) -> Iterator[Operator]:
             pass
         pidfile.unlink()
     base = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090"))
-    op = Operator(str(LOCAL / "operator.kubeconfig"), metrics_port=base, health_port=base + 1)
+    import yaml
+    config = yaml.safe_load((REPO / "hack/testbed/operator-config.yaml").read_text())
+    config["prometheusUrl"] = prometheus_url
+    config_path = tmp_path_factory.mktemp("operator") / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    # MODELPILOT_E2E_OPERATOR_KUBECONFIG: run the operator as another identity, e.g. the Helm chart's
+    # ServiceAccount (tests/chart/test_rbac.py), to prove that its RBAC rules are enough.
+    kc = os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG") or str(LOCAL / "operator.kubeconfig")
+    op = Operator(kc, metrics_port=base, health_port=base + 1, config=config_path)
     op.start()
     try:
         yield op

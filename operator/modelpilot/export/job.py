@@ -7,7 +7,7 @@ cluster. One Job per spec generation, with a deterministic name: a retry never d
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
@@ -68,9 +68,17 @@ def _pvc_claims(spec: Mapping[str, Any]) -> tuple[list[str], str | None]:
     return claims, out_claim
 
 
-def _secret_refs(spec: Mapping[str, Any]) -> Iterable[str]:
-    names = {((spec.get("source") or {}).get("secretRef") or {}).get("name"), ((spec.get("output") or {}).get("secretRef") or {}).get("name")}
-    return sorted(n for n in names if n)
+def _env_from(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The source secret as plain env (AWS_ACCESS_KEY_ID, ...); the output secret with the prefix
+    MODELPILOT_OUTPUT_, so that two secrets with the same keys do not collide."""
+    out: list[dict[str, Any]] = []
+    src = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
+    dst = ((spec.get("output") or {}).get("secretRef") or {}).get("name")
+    if src:
+        out.append({"secretRef": {"name": src}})
+    if dst:
+        out.append({"prefix": "MODELPILOT_OUTPUT_", "secretRef": {"name": dst}})
+    return out
 
 
 def build_spec_config_map(body: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -110,7 +118,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
             {"name": "MODELPILOT_TERMINATION_LOG", "value": "/dev/termination-log"},
             {"name": "HOME", "value": "/tmp"},
         ],
-        "envFrom": [{"secretRef": {"name": n}} for n in _secret_refs(spec)],
+        "envFrom": _env_from(spec),
         "resources": {k: dict(v) for k, v in resources.items()},
         "volumeMounts": mounts,
         # If the exporter dies before writing its result, the end of its log becomes the message.

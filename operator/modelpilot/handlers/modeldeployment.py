@@ -102,6 +102,10 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
             log.error("status fields of %s/%s were pruned by the CRD schema: %s", namespace, name, sorted(pruned))
     for etype, reason, message in plan.events:
         kube.event(updated or body, etype, reason, message, observed.now)
+        if reason == "RolloutAborted":
+            metrics.ROLLBACKS.labels(reason=((plan.status.get("rollout") or {}).get("aborted") or {}).get("reason", "Unknown")).inc()
+        elif reason == "RolloutPromoted":
+            metrics.PROMOTIONS.labels(strategy=((body.get("spec") or {}).get("rollout") or {}).get("strategy", "direct")).inc()
     weights = plan.status.get("weights") or {}
     for role in ("stable", "canary", "mirror"):
         metrics.WEIGHT.labels(namespace=namespace, name=name, role=role).set(float(weights.get(role) or 0))

@@ -8,6 +8,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from .. import constants as c
+from .. import metrics
 from ..config import OperatorConfig
 from ..controller import Store, now_rfc3339
 from ..export import ExportObserved, plan_model_export
@@ -58,4 +59,6 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
         store.put(KIND, updated)
     for etype, reason, message in plan.events:
         kube.event(updated or body, etype, reason, message, observed.now)
+        if reason in ("ExportSucceeded", "ExportFailed", "ResultMissing"):
+            metrics.EXPORTS.labels(result="succeeded" if reason == "ExportSucceeded" else "failed").inc()
     return None

@@ -1,0 +1,100 @@
+"""Tiny seeded models for the exporter tests (no downloads). Also the ``factory`` target of the
+stateDict loader tests: ``mp_export_models:make_mlp``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def make_mlp(in_features: int = 16, hidden: int = 64, classes: int = 4):
+    """A small classifier MLP with confident logits (so int8 keeps top-1)."""
+    import torch
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Linear(in_features, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, classes),
+    )
+    with torch.no_grad():
+        m[4].weight.mul_(4.0)
+    return m.eval()
+
+
+def make_cnn():
+    """A small CNN classifier on 1x8x8 images."""
+    import torch
+
+    class Cnn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+            self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8 * 4 * 4, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.conv(x))
+            x = torch.nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+            return self.fc(x.flatten(1)) * 3.0
+
+    torch.manual_seed(1)
+    return Cnn().eval()
+
+
+def make_regressor():
+    """Output [batch, 1]: not classifier-shaped, so lossy targets are judged by relative L2."""
+    import torch
+
+    torch.manual_seed(2)
+    return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)).eval()
+
+
+def make_two_input():
+    """Token ids + float mask -> logits; dynamic batch and sequence length."""
+    import torch
+
+    class TwoIn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 16)
+            self.fc = torch.nn.Linear(16, 3)
+
+        def forward(self, ids, mask):
+            h = self.emb(ids) * mask.unsqueeze(-1)
+            return self.fc(h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)) * 4.0
+
+    torch.manual_seed(3)
+    return TwoIn().eval()
+
+
+def save_pt2(model, example, path, dynamic_dims=({0: "dyn"},)):
+    import torch
+
+    ds = tuple({d: torch.export.Dim.DYNAMIC for d in spec} for spec in dynamic_dims)
+    ep = torch.export.export(model, example, dynamic_shapes=ds)
+    torch.export.save(ep, str(path))
+    return path
+
+
+def make_tf_savedmodel(path, in_features: int = 16, hidden: int = 64, classes: int = 4):
+    """A dense classifier SavedModel (weights big enough for TFLite to quantize: >= 1024)."""
+    import tensorflow as tf
+
+    rng = np.random.RandomState(0)
+
+    class M(tf.Module):
+        def __init__(self):
+            self.w1 = tf.Variable(rng.randn(in_features, hidden).astype("float32") * 0.4)
+            self.b1 = tf.Variable(rng.randn(hidden).astype("float32") * 0.1)
+            self.w2 = tf.Variable(rng.randn(hidden, hidden).astype("float32") * 0.2)
+            self.w3 = tf.Variable(rng.randn(hidden, classes).astype("float32") * 0.8)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, in_features], tf.float32, name="features")])
+        def serve(self, features):
+            h = tf.nn.relu(tf.matmul(features, self.w1) + self.b1)
+            h = tf.nn.relu(tf.matmul(h, self.w2))
+            return {"logits": tf.matmul(h, self.w3)}
+
+    m = M()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return path
