@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import sources
-from .errors import EXIT_BAD_INPUT, EXIT_EXPORT_FAILED, ExporterError, ExportError, InputError, one_line
+from .errors import EXIT_EXPORT_FAILED, ExporterError, ExportError, InputError, one_line
 from .manifest import digest_dir, sha256_file, write_termination_message
 
 SIGNATURE_FILE = "signature.json"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from modelpilot.api.modeldeployment import parse_model_deployment
-from modelpilot.render import ExportArtifact, build_entry_service, build_revision_objects, runtime_warnings
+from modelpilot.render import ExportArtifact, build_entry_service, build_revision_objects
 from modelpilot.runtimes import Signature
 
 from .helpers import CONFIG, md
