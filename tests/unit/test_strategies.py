@@ -296,3 +296,17 @@ def test_state_lives_in_status_so_any_reconcile_resumes():
     for _ in range(3):
         s.reconcile()
     assert s.status == before and len(s.events) == events
+
+
+def test_a_new_revision_after_an_abort_rolls_out():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}, GATEWAY))
+    s.settle()
+    s.control("abort")
+    s.settle()
+    assert s.status["phase"] == "Degraded"
+    s.body["spec"]["model"] = {"uri": "pvc://models/resnet-v3/model.onnx", "format": "onnx"}
+    s.body["metadata"]["generation"] += 1
+    s.settle()
+    assert s.status["phase"] == "Paused" and s.status["canaryRevision"] == 3 and s.status["weights"]["canary"] == 50
+    outcomes = {r["revision"]: r["outcome"] for r in s.status["revisions"]}
+    assert outcomes == {1: "Stable", 2: "Aborted", 3: "Progressing"}

@@ -325,6 +325,7 @@ class _Rollout:
                     self.ro.setdefault("scaleDown", {})[str(self.ro["revision"])] = self.now_s  # superseded canary: at once
                 self.ro.update({"revision": target, "step": 0, "stepStartedAt": self.now_s, "paused": False})
                 self.ro.pop("skip", None)
+                self.ro.pop("aborted", None)  # an earlier revision's abort does not hold back a new one
                 self.analysis = {}
                 self.event("Normal", "RolloutStarted", f"revision {target} rolls out by {md.strategy} "
                            f"({len(self.steps)} steps) next to stable revision {stable}")
