@@ -33,6 +33,7 @@ COND_SCHEDULABLE: Final = "Schedulable"
 COND_WORKLOAD_READY: Final = "WorkloadReady"
 COND_ROUTING_READY: Final = "RoutingReady"
 COND_JOB_COMPLETE: Final = "JobComplete"
+COND_EXPORT_READY: Final = "ExportReady"
 
 # Reasons, with the message template they go with.
 REASON_INVALID_SPEC: Final = "InvalidSpec"

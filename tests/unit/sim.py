@@ -35,6 +35,7 @@ class Sim:
         self.weights: list[tuple[int, int]] = []  # (canary weight, mirror) as the routes carried them
         self.events: list[tuple[str, str, str]] = []
         self.plans = []
+        self.export = None  # the referenced ModelExport's body, for exportRef models
 
     @property
     def status(self) -> dict[str, Any]:
@@ -60,7 +61,7 @@ class Sim:
 
     def reconcile(self):
         obs = Observed(deployments=copy.deepcopy(self.deps), nodes=NODES, now=self.now(), autoscalers=frozenset(self.autoscalers),
-                       routes=copy.deepcopy(self.routes), analyze=self.analyze)
+                       routes=copy.deepcopy(self.routes), analyze=self.analyze, export=copy.deepcopy(self.export))
         p = plan_model_deployment(self.body, CONFIG, obs)
         for obj in p.apply:
             o = copy.deepcopy(obj)

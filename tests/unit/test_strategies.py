@@ -310,3 +310,45 @@ def test_a_new_revision_after_an_abort_rolls_out():
     assert s.status["phase"] == "Paused" and s.status["canaryRevision"] == 3 and s.status["weights"]["canary"] == 50
     outcomes = {r["revision"]: r["outcome"] for r in s.status["revisions"]}
     assert outcomes == {1: "Stable", 2: "Aborted", 3: "Progressing"}
+
+
+# ---------- exportRef: the export's artifact decides the revision ----------
+
+def export_body(sha: str, phase: str = "Succeeded", fmt: str = "onnx") -> dict:
+    return {"metadata": {"name": "resnet-export"}, "status": {"phase": phase, "manifestUri": "pvc://art/resnet/manifest.json",
+            "artifacts": [{"name": "onnx", "format": fmt, "uri": "pvc://art/resnet/onnx/model.onnx", "sha256": sha}] if phase == "Succeeded" else []}}
+
+
+def exported(**kw) -> dict:
+    return md(model={"exportRef": {"name": "resnet-export", "target": "onnx"}}, **kw)
+
+
+def test_export_ref_waits_for_the_artifact_then_serves_it():
+    s = Sim(exported())
+    s.export = None
+    s.reconcile()
+    assert s.status["phase"] == "Pending" and "not found" in s.status["message"] and s.deps == {}
+    s.export = export_body("a" * 64, phase="Running")
+    s.reconcile()
+    assert "no artifact yet" in s.status["message"]
+    s.export = export_body("a" * 64)
+    s.settle()
+    assert s.status["phase"] == "Ready" and s.status["revisions"][0]["modelDigest"] == "sha256:" + "a" * 64
+    init = s.plans[-1]
+    assert get_condition(s.status["conditions"], "ExportReady")["status"] == "True"
+
+
+def test_a_new_export_artifact_rolls_out_a_new_revision():
+    s = Sim(exported(rollout={"strategy": "canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}, traffic=GATEWAY))
+    s.export = export_body("a" * 64)
+    s.settle()
+    s.export = export_body("b" * 64)  # the ModelExport was re-run: same spec, new artifact
+    s.settle()
+    assert s.status["canaryRevision"] == 2 and s.status["weights"]["canary"] == 50
+
+
+def test_export_ref_to_a_format_the_runtime_cannot_serve_is_invalid():
+    s = Sim(exported(runtime={"kind": "tfserving"}))
+    s.export = export_body("a" * 64)
+    s.reconcile()
+    assert s.status["phase"] == "Failed" and "spec.model.exportRef.target" in s.status["message"]

@@ -62,9 +62,15 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
         for obj in store.owned(kind, namespace, name):
             if ((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) in ROUTE_COMPONENTS:
                 routes[(kind, obj["metadata"]["name"])] = obj
+    pdbs = frozenset(
+        int(rev) for h in store.owned("PodDisruptionBudget", namespace, name)
+        if (rev := ((h.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, "")).isdigit()
+    )
+    export_name = (((body.get("spec") or {}).get("model") or {}).get("exportRef") or {}).get("name")
+    export = store.get("ModelExport", namespace, export_name) if export_name else None
     now = now_rfc3339()
     observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now, autoscalers=autoscalers,
-                        routes=routes, analyze=_analyzer(config, now))
+                        routes=routes, analyze=_analyzer(config, now), export=export, disruption_budgets=pdbs)
 
     # Plan.
     plan = plan_model_deployment(body, config, observed)

@@ -28,7 +28,8 @@ from ..conditions import changed_conditions, is_true, set_condition
 from ..config import OperatorConfig
 from ..kube import object_hash
 from ..placement import find_unschedulable_reason, scheduling_for
-from ..render import build_revision_objects, endpoint
+from ..api.modeldeployment import check_runtime_format, spec_hash
+from ..render import ExportArtifact, build_revision_objects, endpoint, runtime_warnings
 from ..traffic import TrafficState, get_router, header_matches_from_spec
 from ..traffic.base import ReplicaPlan
 from .objects import build_revision_service
@@ -51,6 +52,9 @@ class Observed:
     autoscalers: frozenset[int] = frozenset()
     routes: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)  # (kind, name) -> live
     analyze: AnalyzeFn | None = None
+    # spec.model.exportRef: the referenced ModelExport's body (None: not found), when one is referenced.
+    export: Mapping[str, Any] | None = None
+    disruption_budgets: frozenset[int] = frozenset()  # revisions that have a PodDisruptionBudget
 
 
 @dataclass
@@ -118,6 +122,7 @@ class _Rollout:
         self.plan = Plan()
         self.gen = md.generation
         self.pause_reason: str | None = None
+        self.export: ExportArtifact | None = None
         self.message = ""
 
     # ---------- helpers ----------
@@ -250,15 +255,34 @@ class _Rollout:
         old_conds = list(status.get("conditions") or [])
         conds = set_condition(old_conds, c.COND_SPEC_VALID, True, c.REASON_VALID, "spec is valid", self.gen, self.now_s)
 
+        # --- an exportRef model: the ModelExport's artifact decides the revision ---
+        export, digest, export_problem = resolve_export(md, obs.export)
+        if export_problem:
+            conds = set_condition(conds, c.COND_EXPORT_READY, False, c.REASON_EXPORT_NOT_READY, export_problem, self.gen, self.now_s)
+        elif md.model.export_name:
+            conds = set_condition(conds, c.COND_EXPORT_READY, True, "ArtifactReady", f"artifact {digest}", self.gen, self.now_s)
+        self.export = export
+
         # --- revisions ---
         history = [dict(r) for r in status.get("revisions") or []]
-        h = md.revision_hash
+        if export_problem and not history:
+            conds = set_condition(conds, c.COND_READY, False, c.REASON_EXPORT_NOT_READY, export_problem, self.gen, self.now_s)
+            status.update({"phase": "Pending", "observedGeneration": self.gen, "conditions": conds, "message": export_problem})
+            self.plan.status = status
+            self.plan.events += _events_for(old_conds, conds)
+            return self.plan
+        h = md.revision_hash if not digest else spec_hash({**md.serving_spec, "artifact": digest})
+        if export_problem:
+            # Keep serving what runs; the spec's revision waits for its artifact.
+            h = next((r["hash"] for r in history if int(r["revision"]) == int(status.get("stableRevision") or 0)), h)
         cur = next((r for r in history if r.get("hash") == h), None)
         if cur is None:
             cur = {"revision": max([int(r["revision"]) for r in history] + [0]) + 1, "hash": h,
-                   "modelDigest": md.model.uri or f"export:{md.model.export_name}/{md.model.export_target or ''}",
+                   "modelDigest": digest or md.model.uri or f"export:{md.model.export_name}/{md.model.export_target or ''}",
                    "created": self.now_s, "outcome": "Progressing"}
             history.append(cur)
+            for w in runtime_warnings(md, export=export):
+                self.event("Warning", "RuntimeWarning", f"revision {cur['revision']}: {w}")
         spec_rev = int(cur["revision"])
         status["revisions"] = history
         stable = int(status.get("stableRevision") or 0) or None
@@ -464,8 +488,11 @@ class _Rollout:
         # The spec's revision is rendered and applied; every other revision is only scaled.
         if spec_rev in replicas_for or spec_rev == target:
             want = replicas_for.get(spec_rev, 0)
-            self.plan.apply.extend(build_revision_objects(md, spec_rev, self.config, None if md.autoscaling and want else want))
+            objs = build_revision_objects(md, spec_rev, self.config, None if md.autoscaling and want else want, export=self.export)
+            self.plan.apply.extend(objs)
             self.plan.apply.append(build_revision_service(md, spec_rev))
+            if spec_rev in obs.disruption_budgets and not any(o["kind"] == "PodDisruptionBudget" for o in objs):
+                self.plan.delete.append(("PodDisruptionBudget", md.namespace, c.revision_name(md.name, spec_rev)))
         for rev, n in sorted(replicas_for.items()):
             dep = self.dep(rev)
             if rev == spec_rev or dep is None:
@@ -592,12 +619,38 @@ class _Rollout:
         return int(((sdep or {}).get("spec") or {}).get("replicas") or 0) == rp.stable and _ready(sdep) >= rp.stable
 
 
+def resolve_export(md: ModelDeployment, body: Mapping[str, Any] | None) -> tuple[ExportArtifact | None, str | None, str | None]:
+    """(artifact, its sha256 digest, why it cannot be used yet) for an exportRef model."""
+    if not md.model.export_name:
+        return None, None, None
+    ref = f"ModelExport {md.model.export_name}"
+    if body is None:
+        return None, None, f"{ref} not found in namespace {md.namespace} (spec.model.exportRef.name)"
+    st = body.get("status") or {}
+    arts = st.get("artifacts") or []
+    want = md.model.export_target
+    art = next((a for a in arts if a.get("name") == want), None) if want else (arts[0] if arts else None)
+    if art is None:
+        if st.get("phase") == "Failed":
+            return None, None, f"{ref} failed: {st.get('message', '')}"
+        if want and arts:
+            return None, None, (f"{ref} has no target {want!r} (spec.model.exportRef.target); "
+                                f"it has: {', '.join(a.get('name', '') for a in arts)}")
+        return None, None, f"{ref} has no artifact yet (phase {st.get('phase', 'Pending')})"
+    if not st.get("manifestUri"):
+        return None, None, f"{ref} reports no manifestUri"
+    return ExportArtifact(format=art.get("format", ""), manifest_uri=st["manifestUri"]), f"sha256:{art.get('sha256', '')}", None
+
+
 def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, observed: Observed) -> Plan:
     status: dict[str, Any] = dict(body.get("status") or {})
     try:
         md = parse_model_deployment(body)
         scheduling_for(md.placement, config)
         router = get_router(md.traffic.get("router") or "replicas")
+        export, _, _ = resolve_export(md, observed.export)
+        if export is not None:
+            check_runtime_format(md.runtime.kind, export.format, "spec.model.exportRef.target")
         err = router.check(md)
         if err is not None:
             raise err
