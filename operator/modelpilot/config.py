@@ -33,6 +33,9 @@ class OperatorConfig:
     node_pools: dict[str, NodePool] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     prometheus_url: str = ""
+    # Mount the PVC of a pvc:// model into the storage initializer. The local test bed turns it off:
+    # it has no storage provisioner, and a pod naming a missing claim would never be scheduled.
+    mount_pvc_sources: bool = True
 
     def image_for(self, kind: str) -> str:
         return self.images.get(kind) or DEFAULT_IMAGES[kind]
@@ -59,7 +62,11 @@ def parse_config(data: dict[str, Any] | None) -> OperatorConfig:
         )
     images = dict(DEFAULT_IMAGES)
     images.update({k: str(v) for k, v in (data.get("images") or {}).items()})
-    return OperatorConfig(node_pools=pools, images=images, prometheus_url=str(data.get("prometheusUrl") or ""))
+    mount = data.get("mountPvcSources", True)
+    if not isinstance(mount, bool):
+        raise ConfigError(f"mountPvcSources: expected true or false, got {mount!r}")
+    return OperatorConfig(node_pools=pools, images=images, prometheus_url=str(data.get("prometheusUrl") or ""),
+                          mount_pvc_sources=mount)
 
 
 def load_config(path: str | None = None) -> OperatorConfig:

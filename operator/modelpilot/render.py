@@ -101,8 +101,8 @@ def model_source(md: ModelDeployment) -> str:
 def _source_claims(md: ModelDeployment, export: ExportArtifact | None, mount: bool) -> list[str]:
     """PersistentVolumeClaims the storage initializer reads: of spec.model.uri and of the export's manifest.
 
-    Mounting them is opt-in (`mount_pvc_sources=True`) until the test bed has claims: a pod that names
-    a claim that does not exist is never scheduled, which would hide every other e2e check.
+    The operator mounts them unless its config says `mountPvcSources: false` (the local test bed,
+    which has no provisioner: a pod naming a missing claim is never scheduled).
     """
     if not mount:
         return []

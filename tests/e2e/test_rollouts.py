@@ -216,3 +216,41 @@ def test_apiserver_restart_mid_rollout(kubectl: Kubectl, namespace: str, operato
     st = wait_status(kubectl, namespace, "survivor", lambda s: s.get("stableRevision") == 2 and s.get("phase") == "Ready",
                      timeout=120, what="promotion after the apiserver came back")
     assert [r["revision"] for r in st["revisions"]] == [1, 2]
+
+
+ISTIO = {"router": "istio", "istio": {"hosts": ["m.example.com"]}}
+STRATEGIES = {
+    "direct": {"strategy": "direct"},
+    "canary": {"strategy": "canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}},
+    "blueGreen": {"strategy": "blueGreen", "blueGreen": {"autoPromotionSeconds": 1, "scaleDownDelaySeconds": 0}},
+    "shadow": {"strategy": "shadow", "shadow": {"percent": 30, "duration": "1s"}},
+    "abTest": {"strategy": "abTest", "abTest": {"match": {"headers": [{"name": "x-group", "value": "b"}]}, "duration": "1s"}},
+}
+ROUTERS = {"gatewayAPI": GATEWAY, "istio": ISTIO, "replicas": None}
+CARRIES = [(s, r) for s in STRATEGIES for r in ROUTERS if not (r == "replicas" and s in ("shadow", "abTest"))]
+
+
+@pytest.mark.parametrize("strategy,router", CARRIES)
+def test_every_strategy_on_every_router_that_carries_it(kubectl: Kubectl, namespace: str, operator: Operator,
+                                                       strategy: str, router: str) -> None:
+    name = f"m-{strategy.lower()}-{router.lower()}"[:40]
+    body = model_deployment(name, STRATEGIES[strategy], traffic=ROUTERS[router])
+    apply(kubectl, namespace, body)
+    wait_status(kubectl, namespace, name, lambda s: s.get("phase") == "Ready", what="revision 1 Ready")
+    new_version(kubectl, namespace, body, 2)
+    st = wait_status(kubectl, namespace, name, lambda s: s.get("stableRevision") == 2 and s.get("phase") == "Ready",
+                     what=f"{strategy} on {router} promoted")
+    assert st["weights"]["stable"] == 100
+    assert selector_revision(kubectl, namespace, name) == "2"
+    kind = {"gatewayAPI": "httproute", "istio": "virtualservice"}.get(router)
+    if kind:
+        obj = json.loads(kubectl("-n", namespace, "get", kind, name, "-o", "json").stdout)
+        assert f"{name}-r2" in json.dumps(obj["spec"])
+        if kind == "virtualservice":
+            split = obj["spec"]["http"][-1]["route"]
+            assert {r["destination"]["host"].split(".")[0]: r.get("weight", 100) for r in split}.get(f"{name}-r2") == 100
+        else:
+            assert route_weights(obj).get(f"{name}-r2") == 100
+    events_seen = {e["reason"] for e in events(kubectl, namespace, name)}
+    if strategy != "direct":
+        assert {"RolloutStarted", "RolloutPromoted"} <= events_seen

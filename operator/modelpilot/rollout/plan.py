@@ -488,7 +488,8 @@ class _Rollout:
         # The spec's revision is rendered and applied; every other revision is only scaled.
         if spec_rev in replicas_for or spec_rev == target:
             want = replicas_for.get(spec_rev, 0)
-            objs = build_revision_objects(md, spec_rev, self.config, None if md.autoscaling and want else want, export=self.export)
+            objs = build_revision_objects(md, spec_rev, self.config, None if md.autoscaling and want else want, export=self.export,
+                                          mount_pvc_sources=self.config.mount_pvc_sources)
             self.plan.apply.extend(objs)
             self.plan.apply.append(build_revision_service(md, spec_rev))
             if spec_rev in obs.disruption_budgets and not any(o["kind"] == "PodDisruptionBudget" for o in objs):
