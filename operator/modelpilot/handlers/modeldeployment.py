@@ -6,31 +6,20 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from .. import constants as c
 from ..config import OperatorConfig
 from ..controller import Store, now_rfc3339
-from ..kube import KubeClient, merge_patch
 from .. import metrics
 from ..analysis import PrometheusClient
 from ..analysis import step as analysis_step
 from ..rollout import Observed, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
+from ..kube import KubeClient
 from ..traffic.base import ROUTE_COMPONENTS
+from .execute import STALE, apply_children, report
 
 log = logging.getLogger(__name__)
 KIND = "ModelDeployment"
-
-
-def _live(kube: KubeClient, store: Store, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """The live child from the watch cache; a GET on a cache miss (a read, never a write)."""
-    body = store.get(kind, namespace, name)
-    if body is None:
-        body = kube.get(kind, namespace, name)
-        if body is not None:
-            store.put(kind, body)
-    return body
 
 
 def _nodes(kube: KubeClient, store: Store) -> list[dict[str, Any]]:
@@ -75,39 +64,12 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     # Plan.
     plan = plan_model_deployment(body, config, observed)
 
-    # Apply: children first, so status never claims what does not exist yet.
-    for obj in plan.apply:
-        meta = obj["metadata"]
-        live = _live(kube, store, obj["kind"], meta["namespace"], meta["name"])
-        result = kube.apply(obj, live)
-        if result is not None:
-            store.put(obj["kind"], result)
-    for ns, dep_name, replicas in plan.scale:
-        result = kube.scale("Deployment", ns, dep_name, replicas)
-        if result is not None:
-            store.put("Deployment", result)
-    for kind, ns, child in plan.delete:
-        if kube.delete(kind, ns, child):
-            store.remove(kind, ns, child)
-
-    # Report.
-    old_status = body.get("status") or {}
-    try:
-        updated = kube.patch_status(KIND, namespace, name, old_status, plan.status,
-                                    (body.get("metadata") or {}).get("resourceVersion"))
-    except ApiException as e:
-        if e.status == 409:  # our view was stale; the watch brings the newer object and a new reconcile
-            return 1.0
-        if e.status == 404:
-            return None
-        raise
-    if updated is not None:
-        store.put(KIND, updated)
-        pruned = merge_patch(updated.get("status") or {}, plan.status)
-        if pruned:  # the CRD schema dropped fields we write: every resync would write again
-            log.error("status fields of %s/%s were pruned by the CRD schema: %s", namespace, name, sorted(pruned))
-    for etype, reason, message in plan.events:
-        kube.event(updated or body, etype, reason, message, observed.now)
+    # Apply, then report.
+    apply_children(kube, store, plan.apply, plan.scale, plan.delete)
+    updated = report(kube, store, KIND, body, plan.status, plan.events, observed.now)
+    if updated is STALE:
+        return 1.0
+    for _, reason, _ in plan.events:
         if reason == "RolloutAborted":
             metrics.ROLLBACKS.labels(reason=((plan.status.get("rollout") or {}).get("aborted") or {}).get("reason", "Unknown")).inc()
         elif reason == "RolloutPromoted":

@@ -5,15 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from .. import constants as c
 from .. import metrics
 from ..config import OperatorConfig
 from ..controller import Store, now_rfc3339
 from ..export import ExportObserved, plan_model_export
 from ..kube import KubeClient
-from .modeldeployment import _live
+from .execute import STALE, apply_children, report
 
 log = logging.getLogger(__name__)
 KIND = "ModelExport"
@@ -38,27 +36,11 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
 
     plan = plan_model_export(body, config, observed)
 
-    for obj in plan.apply:
-        meta = obj["metadata"]
-        result = kube.apply(obj, _live(kube, store, obj["kind"], meta["namespace"], meta["name"]))
-        if result is not None:
-            store.put(obj["kind"], result)
-    for kind, ns, child in plan.delete:
-        if kube.delete(kind, ns, child):
-            store.remove(kind, ns, child)
-    try:
-        updated = kube.patch_status(KIND, namespace, name, body.get("status") or {}, plan.status,
-                                    (body.get("metadata") or {}).get("resourceVersion"))
-    except ApiException as e:
-        if e.status == 409:
-            return 1.0
-        if e.status == 404:
-            return None
-        raise
-    if updated is not None:
-        store.put(KIND, updated)
-    for etype, reason, message in plan.events:
-        kube.event(updated or body, etype, reason, message, observed.now)
+    apply_children(kube, store, plan.apply, (), plan.delete)
+    updated = report(kube, store, KIND, body, plan.status, plan.events, observed.now)
+    if updated is STALE:
+        return 1.0
+    for _, reason, _ in plan.events:
         if reason in ("ExportSucceeded", "ExportFailed", "ResultMissing"):
             metrics.EXPORTS.labels(result="succeeded" if reason == "ExportSucceeded" else "failed").inc()
     return None
