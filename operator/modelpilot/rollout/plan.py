@@ -92,9 +92,23 @@ def _complete(dep: Mapping[str, Any] | None, desired: int) -> bool:
     return gen_ok and int(st.get("updatedReplicas") or 0) >= desired and _ready(dep) >= desired
 
 
+# Reasons that are a problem for the user the moment they appear, even on a new object.
+PROBLEM_REASONS = frozenset({c.REASON_INVALID_SPEC, c.REASON_STRATEGY_UNSUPPORTED, c.REASON_UNSCHEDULABLE,
+                             c.REASON_EXPORT_NOT_READY, "RolloutAborted"})
+
+
 def _events_for(old: list[dict], new: list[dict]) -> list[tuple[str, str, str]]:
-    return [("Normal" if x["status"] == "True" else "Warning", x["reason"], x["message"])
-            for x in changed_conditions(old, new) if x["type"] == c.COND_READY or x["status"] == "False"]
+    """One Event per state transition: Ready turning True or False, and problems as they appear.
+    A new object's first "not ready yet" is not a transition and makes no Event."""
+    events = []
+    for x in changed_conditions(old, new):
+        prev = next((o for o in old if o.get("type") == x["type"]), None)
+        if x["type"] == c.COND_READY:
+            if x["status"] == "True" or prev is not None or x["reason"] in PROBLEM_REASONS:
+                events.append(("Normal" if x["status"] == "True" else "Warning", x["reason"], x["message"]))
+        elif x["status"] == "False" and (x["reason"] in PROBLEM_REASONS or (prev is not None and prev.get("status") == "True")):
+            events.append(("Warning", x["reason"], x["message"]))
+    return events
 
 
 def _invalid(body: Mapping[str, Any], status: dict[str, Any], err: SpecError, now: str, reason: str = c.REASON_INVALID_SPEC) -> Plan:
@@ -550,11 +564,12 @@ class _Rollout:
         else:
             conds = set_condition(conds, c.COND_WORKLOAD_READY, False, c.REASON_PODS_NOT_READY,
                                   c.MSG_PODS_NOT_READY.format(ready=ready, desired=desired_stable, revision=stable), self.gen, self.now_s)
-        in_force = self.routes_in_force(routes)
-        conds = set_condition(conds, c.COND_ROUTING_READY, in_force, c.REASON_ROUTED if in_force else "RoutePending",
+        # Status is written only after every apply of this reconcile succeeded, so the routes it
+        # applies are in force by the time anyone reads it.
+        conds = set_condition(conds, c.COND_ROUTING_READY, True, c.REASON_ROUTED,
                               f"{self.router.kind} routes {state.stable_weight}% to revision {state.stable_revision}"
-                              + (f" and {state.canary_weight}% to revision {state.canary_revision}" if state.canary_revision else "")
-                              + ("" if in_force else " (being applied)"), self.gen, self.now_s)
+                              + (f" and {state.canary_weight}% to revision {state.canary_revision}" if state.canary_revision else ""),
+                              self.gen, self.now_s)
         all_ready = all(is_true(conds, t) for t in (c.COND_SPEC_VALID, c.COND_SCHEDULABLE, c.COND_WORKLOAD_READY, c.COND_ROUTING_READY))
         aborted = "aborted" in self.ro
         if aborted:
@@ -576,13 +591,16 @@ class _Rollout:
             self.event("Normal", "RolloutPaused", self.pause_reason)
 
         ready_plan = ReplicaPlan(stable=_ready(stable_dep), canary=_ready(self.dep(canary)))
-        achieved = self.router.achieved(md, state, ready_plan, [obs.routes[k] for k in wanted if k in obs.routes]) if in_force or self.router.kind == "replicas" else None
-        weights = {"stable": state.stable_weight, "canary": state.canary_weight, "mirror": state.mirror_percent, "achieved": False}
-        if achieved is not None:
-            weights = {"stable": achieved.stable_weight, "canary": achieved.canary_weight, "mirror": achieved.mirror_percent,
-                       "achieved": bool(achieved.exact)}
-        if stable is not None and canary is None and not state.canary_revision:
-            weights = {"stable": 100, "canary": 0, "mirror": 0, "achieved": in_force}
+        # A gateway or mesh carries exactly the split this reconcile applied; the replica router
+        # carries what the ready pods make of it, which can differ from the step's weight.
+        weights = {"stable": state.stable_weight, "canary": state.canary_weight, "mirror": state.mirror_percent, "achieved": True}
+        if self.router.kind == "replicas" and state.canary_revision is not None:
+            achieved = self.router.achieved(md, state, ready_plan, [obs.routes[k] for k in wanted if k in obs.routes])
+            if achieved is not None:
+                weights = {"stable": achieved.stable_weight, "canary": achieved.canary_weight, "mirror": achieved.mirror_percent,
+                           "achieved": bool(achieved.exact)}
+            else:
+                weights["achieved"] = False
         self.ro["desiredWeight"] = state.canary_weight
 
         status.update({
