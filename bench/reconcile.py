@@ -9,7 +9,8 @@
 2. Operator: the real `modelpilot-operator` process; the same N ModelDeployments are created and
    timed until every one has status.phase Ready.
 3. Idle: after one periodic resync, count the operator's writes in the apiserver's audit log.
-4. RSS: the operator's peak resident memory (VmHWM).
+4. RSS: the operator's peak resident memory (VmHWM, `rss_mb`) and, after the idle resync, its
+   resident memory then (VmRSS, `rss_settled_mb`).
 
 Prints one JSON line last: {"n", "seconds", "floor_seconds", "ratio", "idle_writes", "rss_mb"}.
 Needs the local control plane (hack/local-up.sh) and stops any operator that local-up started.
@@ -117,9 +118,10 @@ def metric(name: str) -> float:
     return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name) and not l.startswith("#"))
 
 
-def rss_peak_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM: the peak resident set; VmRSS: the resident set now."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -199,13 +201,15 @@ def main() -> int:
             time.sleep(0.5)
         time.sleep(2)
         idle = audit_writes(since, ns)
-        rss = rss_peak_mb(proc.pid)
+        rss = rss_mb(proc.pid)
+        rss_settled = rss_mb(proc.pid, "VmRSS")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     delete_namespace(k, ns)
     print(json.dumps({"n": args.n, "seconds": round(op_s, 2), "floor_seconds": round(floor_s, 2),
-                      "ratio": round(op_s / floor_s, 3), "idle_writes": idle, "rss_mb": round(rss, 1)}))
+                      "ratio": round(op_s / floor_s, 3), "idle_writes": idle, "rss_mb": round(rss, 1),
+                      "rss_settled_mb": round(rss_settled, 1)}))
     return 0
 
 
