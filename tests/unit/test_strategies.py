@@ -352,3 +352,12 @@ def test_export_ref_to_a_format_the_runtime_cannot_serve_is_invalid():
     s.export = export_body("a" * 64)
     s.reconcile()
     assert s.status["phase"] == "Failed" and "spec.model.exportRef.target" in s.status["message"]
+
+
+def test_an_analysis_typo_is_reported_before_the_rollout_starts():
+    steps = {"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"analysis": {"metrics": [
+        {"name": "err", "query": 'rate(errors{revision="{{canaryRevison}}"}[1m])', "successCondition": "result < 1"}]}}]}}
+    p = Sim(rollout(steps, GATEWAY)).reconcile()
+    msg = get_condition(p.status["conditions"], "SpecValid")["message"]
+    assert p.status["phase"] == "Failed" and p.apply == []
+    assert msg.startswith("spec.rollout.canary.steps[1].analysis.metrics[err].query") and "canaryRevison" in msg

@@ -33,7 +33,8 @@ from ..render import ExportArtifact, build_revision_objects, endpoint, runtime_w
 from ..traffic import TrafficState, get_router, header_matches_from_spec
 from ..traffic.base import ReplicaPlan
 from .objects import build_revision_service
-from .steps import Step, background_analysis, compile_steps
+from ..analysis import validate as validate_analysis
+from .steps import Step, analysis_blocks, background_analysis, compile_steps
 
 # run = analyze(spec, previous_run, ctx): the analysis state machine with the clock and the
 # Prometheus client bound (analysis.run.step); None when no Prometheus is configured.
@@ -674,6 +675,12 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
         if err is not None:
             raise err
         steps = compile_steps(md)
+        for field_path, block in analysis_blocks(md):
+            problems = validate_analysis(block)
+            if problems:
+                # validate() names fields relative to the block ("metrics[err].query: ..."); prefix the path.
+                first = problems[0][len("analysis."):] if problems[0].startswith("analysis.") else problems[0]
+                raise SpecError(f"{field_path}.{first.split(':', 1)[0]}", first.split(":", 1)[1].strip() if ":" in first else first)
     except SpecError as err:
         return _invalid(body, status, err, observed.now)
     return _Rollout(body, md, config, observed, steps).run()

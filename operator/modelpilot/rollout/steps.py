@@ -92,3 +92,12 @@ def background_analysis(md: ModelDeployment) -> tuple[Mapping[str, Any] | None, 
     if md.strategy in ("canary", "shadow", "blueGreen") and md.rollout.get("analysis"):
         return md.rollout["analysis"], "spec.rollout.analysis"
     return None, ""
+
+
+def analysis_blocks(md: ModelDeployment) -> list[tuple[str, Mapping[str, Any]]]:
+    """Every analysis block of the spec with its field path, for validation before a rollout starts."""
+    out = [(s.field, s.analysis) for s in compile_steps(md) if s.kind == "analysis" and s.analysis is not None]
+    bg, field = background_analysis(md)
+    if bg is not None:
+        out.append((field, bg))
+    return out
