@@ -8,9 +8,13 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import kopf
 from prometheus_client import start_http_server
+
+if TYPE_CHECKING:
+    from .leader import LeaderElector
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,7 +37,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resync-seconds", type=float, default=float(os.environ.get("MODELPILOT_RESYNC_SECONDS", 300)))
     p.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("MODELPILOT_LOG_FORMAT", "text"))
     p.add_argument("--verbose", "-v", action="store_true")
+    le = p.add_argument_group("leader election", "with several replicas, only the holder of a coordination.k8s.io Lease acts")
+    le.add_argument("--leader-elect", action="store_true", default=os.environ.get("MODELPILOT_LEADER_ELECT") == "1",
+                    help="reconcile only while holding the Lease (default: always reconcile)")
+    le.add_argument("--leader-elect-lease", default="modelpilot-operator-leader", help="Lease name")
+    le.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE"),
+                    help="Lease namespace (default: $POD_NAMESPACE, else the kubeconfig's namespace, else default)")
+    le.add_argument("--leader-elect-identity", help="this candidate's identity (default: $POD_NAME or hostname, plus a random suffix)")
+    le.add_argument("--leader-elect-lease-seconds", type=float, default=15.0, help="how long a Lease is valid without renewal")
+    le.add_argument("--leader-elect-renew-seconds", type=float, default=10.0, help="a leader that cannot renew for this long stops")
+    le.add_argument("--leader-elect-retry-seconds", type=float, default=2.0, help="how often to try to acquire or renew")
     return p.parse_args(argv)
+
+
+def _lease_namespace(args: argparse.Namespace) -> str:
+    if args.leader_elect_namespace:
+        return args.leader_elect_namespace
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        pass
+    import kubernetes
+    try:
+        _, ctx = kubernetes.config.list_kube_config_contexts()
+        return (ctx.get("context") or {}).get("namespace") or "default"
+    except (kubernetes.config.ConfigException, OSError):
+        return "default"
+
+
+def _elector(args: argparse.Namespace) -> "LeaderElector":
+    import kubernetes
+
+    from .kube import KubeClient
+    from .leader import LeaderElector, default_identity
+    # Its own API client (own connection pool): renewals never queue behind reconciles.
+    api = kubernetes.client.CoordinationV1Api(KubeClient.from_environment(pool_size=2).api)
+    return LeaderElector(api, _lease_namespace(args), args.leader_elect_lease, args.leader_elect_identity or default_identity(),
+                         lease_seconds=args.leader_elect_lease_seconds, renew_seconds=args.leader_elect_renew_seconds,
+                         retry_seconds=args.leader_elect_retry_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,13 +101,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     wiring.RT.workers = args.workers
     wiring.RT.resync_seconds = args.resync_seconds
+    wiring.RT.namespaces = list(args.namespace)
+    if args.leader_elect:
+        try:
+            wiring.RT.elector = _elector(args)
+        except ValueError as e:
+            print(f"modelpilot-operator: {e}", file=sys.stderr)
+            return 2
     start_http_server(args.metrics_port)
+    # standalone: no Kopf peering. Kopf's peering pauses its watch streams, but our work queue and
+    # resync would keep running; the Lease gates exactly those (docs/design.md, "High availability").
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
     ))
+    if wiring.RT.elector is not None:
+        # Let in-flight reconciles finish before a successor may start: then hand the Lease over.
+        executor = getattr(wiring.RT, "executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        wiring.RT.elector.release()
     return 0
 
 

@@ -2,7 +2,8 @@
 the operator records the real result.
 
 How the test stays faithful without a container runtime: kwok plays the kubelet, so nothing
-executes inside the pod. The test therefore does what the kubelet would: it takes the Job's pod
+executes inside the pod. The test therefore does what the kubelet would (hack/testbed/kubelet_run.py,
+which hack/demo.sh uses too): it takes the Job's pod
 template as the operator rendered it (command, args, env), materialises its volumes locally (the
 ConfigMap holding the spec becomes a file, a temporary directory stands in for each PVC mount via
 MODELPILOT_PVC_ROOT, the termination-message path becomes a file) and runs that exact command with
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,8 +26,11 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from ..conftest import Kubectl
+from ..conftest import REPO, Kubectl
 from .conftest import Operator, wait_for
+
+sys.path.insert(0, str(REPO / "hack" / "testbed"))
+import kubelet_run  # noqa: E402  (hack/testbed/kubelet_run.py: plays the kubelet, shared with hack/demo.sh)
 
 pytestmark = pytest.mark.e2e
 
@@ -49,31 +51,7 @@ def tiny_onnx(path: Path) -> None:
 
 def run_job_like_a_kubelet(kubectl: Kubectl, ns: str, job: dict, pvc_root: Path, tmp: Path) -> tuple[int, str]:
     """Run the Job's container command for real, with its env and volumes mapped onto local paths."""
-    pod_spec = job["spec"]["template"]["spec"]
-    container = pod_spec["containers"][0]
-    env = dict(os.environ)
-    for e in container.get("env", []):
-        env[e["name"]] = e["value"]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    path_map: dict[str, str] = {}
-    for vol in pod_spec["volumes"]:
-        if "configMap" in vol:
-            cm = json.loads(kubectl("-n", ns, "get", "configmap", vol["configMap"]["name"], "-o", "json").stdout)
-            local = tmp / vol["name"]
-            local.mkdir(parents=True)
-            for key, value in cm["data"].items():
-                (local / key).write_text(value)
-            path_map[mounts[vol["name"]]] = str(local)
-    env["MODELPILOT_PVC_ROOT"] = str(pvc_root)  # the PVC mounts, /mnt/pvc/<claim>, live here
-    env["MODELPILOT_TERMINATION_LOG"] = str(tmp / "termination-log")
-    env["HOME"] = str(tmp)
-    args = [path_map.get(os.path.dirname(a), os.path.dirname(a)) + "/" + os.path.basename(a) if a.startswith("/etc/") else a
-            for a in container["args"]]
-    exe = str(Path(sys.executable).with_name(container["command"][0]))
-    proc = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=600)
-    sys.stderr.write(proc.stderr[-3000:])
-    message = (tmp / "termination-log").read_text() if (tmp / "termination-log").exists() else ""
-    return proc.returncode, message
+    return kubelet_run.run_job(kubectl, ns, job, pvc_root, tmp)
 
 
 def mex_status(kubectl: Kubectl, ns: str, name: str) -> dict:
@@ -110,11 +88,7 @@ def models_pvc(kubectl: Kubectl, namespace: str, tmp_path_factory: pytest.TempPa
 
 
 def complete_pod(kubectl: Kubectl, ns: str, job_name: str, code: int, message: str) -> None:
-    pod = wait_for(lambda: [p for p in json.loads(kubectl("-n", ns, "get", "pods", "-l", f"batch.kubernetes.io/job-name={job_name}",
-                                                          "-o", "json").stdout)["items"] if p["status"].get("phase") == "Running"],
-                   60, what="the export pod Running")[0]
-    kubectl("-n", ns, "annotate", "pod", pod["metadata"]["name"], f"kwok.modelpilot.io/exit-code={code}",
-            f"kwok.modelpilot.io/termination-message={message}")
+    kubelet_run.hand_result_to_kwok(kubectl, ns, job_name, code, message, timeout=60)
 
 
 def test_export_job_runs_for_real_and_status_has_the_result(kubectl: Kubectl, namespace: str, operator: Operator, tmp_path: Path, models_pvc: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -19,6 +20,7 @@ from .. import metrics
 from ..config import OperatorConfig, load_config
 from ..controller import Store, WorkQueue
 from ..kube import KubeClient
+from ..leader import LEADER, LeaderElector
 from . import modelexport, modeldeployment
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ class Runtime:
     executor: concurrent.futures.ThreadPoolExecutor
     workers: int = 8
     resync_seconds: float = 300.0
+    namespaces: list[str] = []  # empty: all namespaces
+    elector: LeaderElector | None = None  # None: no leader election, always reconcile
+    tasks: list[asyncio.Task[Any]] = []
 
 
 RT = Runtime()
@@ -45,6 +50,17 @@ MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own Events, on transitions only
     settings.batching.batch_window = 0.01
+    # Kopf keeps a worker task (and its queue) per object until it has been idle this long; at
+    # thousands of objects the default 5 s holds a burst's memory for longer than it needs.
+    settings.batching.idle_timeout = 1.0
+    # Filter children on the apiserver, not in Kopf: a production cluster has thousands of Pods,
+    # Services and ConfigMaps that are not ours, and each would cost a watch event and a worker.
+    managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+    for resource in (("apps", "deployments"), ("", "services"), ("", "configmaps"), ("autoscaling", "horizontalpodautoscalers"),
+                     ("policy", "poddisruptionbudgets"), ("batch", "jobs"), ("gateway.networking.k8s.io", "httproutes"),
+                     ("networking.istio.io", "virtualservices")):
+        settings.watching.label_selectors[resource] = managed
+    settings.watching.label_selectors["", "pods"] = f"{managed},{c.LABEL_EXPORT}"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     RT.store = Store()
@@ -52,14 +68,41 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     RT.config = load_config()
     RT.kube = KubeClient.from_environment(pool_size=RT.workers * 2)
     RT.executor = concurrent.futures.ThreadPoolExecutor(max_workers=RT.workers, thread_name_prefix="reconcile")
+    loop = asyncio.get_running_loop()
+    if RT.elector is None:
+        LEADER.set(1)
+        await _start_reconciling()
+        return
+    # Standby replicas keep watching (a warm store, keys queued) but run no worker and no resync:
+    # everything that writes is behind the Lease.
+    elector = RT.elector
+
+    def lost() -> None:
+        # Reconciles in worker threads cannot be cancelled halfway; ending the process is the only
+        # way to be sure this replica writes nothing more (controller-runtime does the same).
+        log.critical("leader lease lost: exiting so that only the new leader acts")
+        logging.shutdown()
+        os._exit(1)
+
+    elector.start(on_started=lambda: loop.call_soon_threadsafe(lambda: loop.create_task(_start_reconciling())), on_lost=lost)
+    log.info("modelpilot operator started as a leader-election candidate (%s); waiting for lease %s/%s",
+             elector.identity, elector.namespace, elector.name)
+
+
+async def _start_reconciling() -> None:
+    """Fill the cache, then run the work queue and the resync. Runs once, as soon as this replica may act."""
     # Fill the cache from one LIST per kind before any reconcile runs (controller-runtime's
     # WaitForCacheSync): a restarted operator must not mistake "not seen yet" for "missing" and
     # write a status that flips back a moment later.
     loop = asyncio.get_running_loop()
     counts = await loop.run_in_executor(RT.executor, _initial_sync)
     log.info("cache synced: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    asyncio.get_running_loop().create_task(RT.queue.run(_work, RT.workers))
-    asyncio.get_running_loop().create_task(_resync_loop())
+    for kind in RECONCILERS:  # a new leader picks up whatever its predecessor left mid-way
+        for body in RT.store.all(kind):
+            meta = body.get("metadata") or {}
+            RT.queue.add((kind, meta.get("namespace") or "", meta.get("name") or ""))
+    # Keep references: the event loop holds only weak ones to running tasks.
+    RT.tasks = [loop.create_task(RT.queue.run(_work, RT.workers)), loop.create_task(_resync_loop())]
     log.info("modelpilot operator started: %d workers, node pools: %s", RT.workers, ", ".join(sorted(RT.config.node_pools)) or "none")
 
 
@@ -72,8 +115,10 @@ def _initial_sync() -> dict[str, int]:
     selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
     for kind in SYNCED_KINDS:
         own = kind in ("ModelDeployment", "ModelExport")
+        items: list[dict[str, Any]] = []
         try:
-            items = RT.kube.list(kind, None, None if own else selector)
+            for ns in RT.namespaces or [None]:
+                items += RT.kube.list(kind, ns, None if own else selector)
         except ApiException as e:
             if e.status == 404:  # an optional API (Gateway API, Istio) that is not installed
                 continue
@@ -144,9 +189,15 @@ def _enqueue_owner(data: dict[str, Any]) -> None:
 @kopf.on.event(c.GROUP, c.VERSION, "modelexports")
 async def on_model_export(event: dict[str, Any], body: Any, **_: Any) -> None:
     data = _track("ModelExport", event, body)
+    meta = data["metadata"]
     if event.get("type") != "DELETED":
-        meta = data["metadata"]
         RT.queue.add(("ModelExport", meta.get("namespace") or "", meta["name"]))
+    # ModelDeployments serving this export roll out its new artifact (or learn that it is gone).
+    for md in RT.store.all("ModelDeployment"):
+        md_meta = md.get("metadata") or {}
+        ref = (((md.get("spec") or {}).get("model") or {}).get("exportRef") or {}).get("name")
+        if ref == meta["name"] and md_meta.get("namespace") == meta.get("namespace"):
+            RT.queue.add(("ModelDeployment", md_meta.get("namespace") or "", md_meta["name"]))
 
 
 EXPORTS = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_EXPORT: kopf.PRESENT}
