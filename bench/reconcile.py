@@ -163,7 +163,10 @@ def main() -> int:
     floor_s = floor(k, ns_floor, args.n, args.replicas, args.workers)
     print(f"floor: {floor_s:.1f}s", file=sys.stderr)
     delete_namespace(k, ns_floor)
-    time.sleep(5)
+    # The operator must not start while the floor's objects still exist: it would reconcile them.
+    deadline = time.monotonic() + 600
+    while k.get("Namespace", None, ns_floor) is not None and time.monotonic() < deadline:
+        time.sleep(1)
 
     log = LOCAL / "logs/operator-bench.log"
     proc = start_operator(args.workers, args.resync, log)

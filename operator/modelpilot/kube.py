@@ -29,6 +29,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Service": ("/api/v1", "services", True),
     "Event": ("/api/v1", "events", True),
     "Node": ("/api/v1", "nodes", False),
+    "Namespace": ("/api/v1", "namespaces", False),
     "Pod": ("/api/v1", "pods", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "Job": ("/apis/batch/v1", "jobs", True),
