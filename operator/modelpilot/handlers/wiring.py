@@ -56,11 +56,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Filter children on the apiserver, not in Kopf: a production cluster has thousands of Pods,
     # Services and ConfigMaps that are not ours, and each would cost a watch event and a worker.
     managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-    for resource in (("apps", "deployments"), ("", "services"), ("", "configmaps"), ("autoscaling", "horizontalpodautoscalers"),
-                     ("policy", "poddisruptionbudgets"), ("batch", "jobs"), ("gateway.networking.k8s.io", "httproutes"),
-                     ("networking.istio.io", "virtualservices")):
-        settings.watching.label_selectors[resource] = managed
-    settings.watching.label_selectors["", "pods"] = f"{managed},{c.LABEL_EXPORT}"
+    for group, _version, plural, _kind, labels in CHILDREN:
+        settings.watching.label_selectors[group, plural] = managed + (f",{c.LABEL_EXPORT}" if labels is EXPORTS else "")
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     RT.store = Store()
@@ -201,51 +198,31 @@ async def on_model_export(event: dict[str, Any], body: Any, **_: Any) -> None:
 
 
 EXPORTS = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_EXPORT: kopf.PRESENT}
+# Every child kind the operator watches: (group, version, plural, store kind, labels). A change to
+# any of them re-queues the ModelDeployment or ModelExport that owns it.
+CHILDREN: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+    ("batch", "v1", "jobs", "Job", EXPORTS),
+    ("", "v1", "pods", "Pod", EXPORTS),
+    ("apps", "v1", "deployments", "Deployment", MANAGED),
+    ("", "v1", "services", "Service", MANAGED),
+    ("", "v1", "configmaps", "ConfigMap", MANAGED),
+    ("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", MANAGED),
+    ("networking.istio.io", "v1", "virtualservices", "VirtualService", MANAGED),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", MANAGED),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", MANAGED),
+)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=EXPORTS)
-async def on_job(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("Job", event, body))
+def _watch_child(group: str, version: str, plural: str, kind: str, labels: dict[str, Any]) -> None:
+    async def on_child(event: dict[str, Any], body: Any, **_: Any) -> None:
+        _enqueue_owner(_track(kind, event, body))
+
+    on_child.__name__ = on_child.__qualname__ = f"on_{plural}"  # Kopf names handlers after the function
+    kopf.on.event(group, version, plural, labels=labels)(on_child)
 
 
-@kopf.on.event("", "v1", "pods", labels=EXPORTS)
-async def on_export_pod(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("Pod", event, body))
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def on_deployment(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("Deployment", event, body))
-
-
-@kopf.on.event("", "v1", "services", labels=MANAGED)
-async def on_service(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("Service", event, body))
-
-
-@kopf.on.event("", "v1", "configmaps", labels=MANAGED)
-async def on_configmap(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("ConfigMap", event, body))
-
-
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
-async def on_httproute(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("HTTPRoute", event, body))
-
-
-@kopf.on.event("networking.istio.io", "v1", "virtualservices", labels=MANAGED)
-async def on_virtualservice(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("VirtualService", event, body))
-
-
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-async def on_pdb(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("PodDisruptionBudget", event, body))
-
-
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-async def on_autoscaler(event: dict[str, Any], body: Any, **_: Any) -> None:
-    _enqueue_owner(_track("HorizontalPodAutoscaler", event, body))
+for _child in CHILDREN:
+    _watch_child(*_child)
 
 
 @kopf.on.event("", "v1", "nodes")
