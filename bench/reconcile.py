@@ -22,7 +22,6 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,8 +33,10 @@ import kubernetes
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO / "hack" / "testbed"))
 
-from modelpilot.api.modeldeployment import parse_model_deployment  # noqa: E402
+from local_operator import stop_local_up_operator  # noqa: E402
+
 from modelpilot.config import load_config  # noqa: E402
 from modelpilot.controller import now_rfc3339  # noqa: E402
 from modelpilot.kube import KubeClient  # noqa: E402
@@ -147,13 +148,7 @@ def main() -> int:
     kubeconfig = LOCAL / "kubeconfig"
     if not kubeconfig.exists():
         raise SystemExit("no local control plane: run hack/local-up.sh first")
-    pidfile = LOCAL / "pids/operator.pid"
-    if pidfile.exists():  # an operator from local-up --with-operator would skew both phases
-        try:
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
-        pidfile.unlink()
+    stop_local_up_operator(LOCAL)
     k = kube(kubeconfig)
     stamp = str(int(time.time()))
 

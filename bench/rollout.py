@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "hack" / "testbed"))
+from local_operator import stop_local_up_operator  # noqa: E402
+
 LOCAL = REPO / ".local"
 CACHE = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "modelpilot"))
 VERSIONS = dict(l.split("=", 1) for l in (REPO / "hack/versions.env").read_text().splitlines() if "=" in l and not l.startswith("#"))
@@ -113,13 +115,7 @@ def main() -> int:
     args = ap.parse_args()
     if not (LOCAL / "kubeconfig").exists():
         raise SystemExit("no local control plane: run hack/local-up.sh first")
-    pidfile = LOCAL / "pids/operator.pid"
-    if pidfile.exists():
-        try:
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
-        pidfile.unlink()
+    stop_local_up_operator(LOCAL)
     exe = Path(sys.executable).with_name("modelpilot-operator")
     env = dict(os.environ, KUBECONFIG=str(LOCAL / "operator.kubeconfig"), MODELPILOT_CONFIG=str(REPO / "hack/testbed/operator-config.yaml"))
     op = subprocess.Popen([str(exe), "--metrics-port=18290", "--health-port=18291"], env=env,

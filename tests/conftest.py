@@ -7,9 +7,12 @@ the session stops it at the end; a cluster that was already up is reused and lef
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -85,3 +88,17 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over real HTTP on 127.0.0.1: (directory, base URL). For http(s):// sources."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()

@@ -16,7 +16,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from ..conftest import LOCAL, REPO, Kubectl
+from ..conftest import LOCAL, REPO
+
+sys.path.insert(0, str(REPO / "hack" / "testbed"))
+from local_operator import stop_local_up_operator  # noqa: E402
 
 OPERATOR_USER = "modelpilot-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
@@ -157,13 +160,7 @@ def prometheus_url(metric_target: MetricTarget, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def operator(kubeconfig: str, prometheus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     # A local-up --with-operator instance would fight the one under test: stop it (we started it).
-    pidfile = LOCAL / "pids" / "operator.pid"
-    if pidfile.exists():
-        try:
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
-        pidfile.unlink()
+    stop_local_up_operator(LOCAL)
     base = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090"))
     import yaml
     config = yaml.safe_load((REPO / "hack/testbed/operator-config.yaml").read_text())

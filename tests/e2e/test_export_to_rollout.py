@@ -12,7 +12,7 @@ import yaml
 
 from ..conftest import Kubectl
 from .conftest import Operator, wait_for
-from .rollout_helpers import GATEWAY, apply, route_weights, status, wait_status
+from .rollout_helpers import GATEWAY, apply, route_weights, wait_status
 from .test_modelexport import complete_pod, export_body, mex_status, provide_pvc, run_job_like_a_kubelet, tiny_onnx
 
 pytestmark = pytest.mark.e2e

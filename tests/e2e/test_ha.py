@@ -23,7 +23,7 @@ import yaml
 
 from ..conftest import LOCAL, REPO, Kubectl
 from .conftest import Operator, wait_for
-from .rollout_helpers import RouteWatch, apply, model_deployment, new_version, status, wait_status
+from .rollout_helpers import RouteWatch, apply, model_deployment, new_version, wait_status
 
 pytestmark = pytest.mark.e2e
 TAKEOVER_LIMIT_S = 30.0

@@ -14,7 +14,7 @@ import pytest
 
 from ..conftest import LOCAL, REPO, Kubectl
 from .conftest import MetricTarget, Operator, wait_for
-from .rollout_helpers import (GATEWAY, RouteWatch, apply, model_deployment, new_version, plugin, route_weights, status,
+from .rollout_helpers import (GATEWAY, RouteWatch, apply, model_deployment, new_version, plugin, route_weights,
                               wait_status)
 
 pytestmark = pytest.mark.e2e

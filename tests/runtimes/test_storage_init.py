@@ -3,14 +3,11 @@ export:// through an exporter manifest, and one-line errors that name the URI.""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -86,19 +83,6 @@ def test_pvc_source_and_one_line_not_found(tmp_path, two_heads, monkeypatch, cap
     assert rc == 2 and len(err) == 1
     assert err[0].startswith("modelpilot-storage-init: error: spec.model.uri: pvc://claim/nope.onnx: not found")
     assert (tmp_path / "termination-log").read_text().startswith("spec.model.uri: pvc://claim/nope.onnx")
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
 
 
 def test_ready_mar_over_http_and_404(tmp_path, http_dir, capsys) -> None:

@@ -334,7 +334,6 @@ def test_export_ref_waits_for_the_artifact_then_serves_it():
     s.export = export_body("a" * 64)
     s.settle()
     assert s.status["phase"] == "Ready" and s.status["revisions"][0]["modelDigest"] == "sha256:" + "a" * 64
-    init = s.plans[-1]
     assert get_condition(s.status["conditions"], "ExportReady")["status"] == "True"
 
 
