@@ -94,3 +94,28 @@ def test_bad_parameters_raise():
         mann_whitney([1.0], [1.0], direction="up")
     with pytest.raises(ValueError, match="confidence"):
         mann_whitney([1.0], [1.0], confidence=1.0)
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["continuous", "ties"])
+def test_u_and_p_match_scipy(ties):
+    """The judge's own Mann-Whitney U (no scipy in the operator image) against scipy's, on small
+    samples (exact distribution) and large ones (normal approximation), with and without ties."""
+    from scipy.stats import mannwhitneyu
+
+    from modelpilot.analysis.judge import mann_whitney_u
+
+    rng = np.random.default_rng(7 + ties)
+    checked = 0
+    for _ in range(400):
+        n1, n2 = (int(v) for v in rng.integers(1, 31, size=2))
+        x = rng.integers(0, 6, n1).astype(float) if ties else rng.normal(0, 1, n1)
+        y = (rng.integers(0, 6, n2).astype(float) if ties else rng.normal(0, 1, n2)) + rng.choice([0, 0.5])
+        if len(set(x) | set(y)) == 1:
+            continue
+        for alternative in ("greater", "less", "two-sided"):
+            ref = mannwhitneyu(x, y, alternative=alternative, method="auto")
+            u, p = mann_whitney_u(list(x), list(y), alternative)
+            assert u == pytest.approx(ref.statistic, abs=1e-9)
+            assert p == pytest.approx(ref.pvalue, abs=1e-9), (n1, n2, alternative)
+            checked += 1
+    assert checked > 1000

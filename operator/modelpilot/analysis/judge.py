@@ -1,7 +1,7 @@
 """Statistical judge: is the canary different from the baseline? (Mann-Whitney U, as in Kayenta.)
 
 The judge compares two samples of the same metric, one from the revision under test and one from
-the stable revision, with the Mann-Whitney U test (`scipy.stats.mannwhitneyu`). It makes no
+the stable revision, with the Mann-Whitney U test. It makes no
 assumption about the distribution (latencies are rarely normal) and only ranks the values, so a
 few outliers do not swing it.
 
@@ -15,6 +15,11 @@ few outliers do not swing it.
 Reported with the verdict: U (for the canary sample), the p-value, the median ratio
 (canary median / baseline median) and the common-language effect size U / (n_canary * n_baseline),
 the probability that a random canary sample exceeds a random baseline sample (ties count half).
+
+The test itself (`mann_whitney_u`) is the textbook one and matches `scipy.stats.mannwhitneyu`
+(method "auto", continuity correction, tie correction) to 1e-9 (tests/analysis/test_judge.py compares
+them on thousands of samples). It is written out here rather than imported because scipy and numpy
+are 210 MB of the operator image for this one function (docs/design.md, "The operator image").
 """
 
 from __future__ import annotations
@@ -75,6 +80,62 @@ def _ratio(a: float, b: float) -> float:
     return a / b
 
 
+def _ranks(values: Sequence[float]) -> tuple[list[float], list[int]]:
+    """Average ranks (1-based; tied values share the mean of their ranks) and the tie group sizes."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks, ties = [0.0] * len(values), []
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        ties.append(j - i + 1)
+        i = j + 1
+    return ranks, ties
+
+
+def _exact_sf(u: float, n1: int, n2: int) -> float:
+    """P(U >= u) under H0 without ties: counts of rank arrangements, by the usual recurrence."""
+    # counts[k][m] = number of ways for k canary values among k+m positions to give U = index
+    table = {(0, m): [1] for m in range(n2 + 1)} | {(k, 0): [1] for k in range(n1 + 1)}
+    for k in range(1, n1 + 1):
+        for m in range(1, n2 + 1):
+            a, b = table[(k - 1, m)], table[(k, m - 1)]  # largest value is canary (adds m) or baseline
+            size = k * m + 1
+            row = [0] * size
+            for i, v in enumerate(a):
+                row[i + m] += v
+            for i, v in enumerate(b):
+                row[i] += v
+            table[(k, m)] = row
+    dist = table[(n1, n2)]
+    return sum(dist[math.ceil(u - 1e-9):]) / math.comb(n1 + n2, n1)
+
+
+def mann_whitney_u(x: Sequence[float], y: Sequence[float], alternative: str) -> tuple[float, float]:
+    """U of `x` and the p-value for `alternative` ("greater": x tends higher, "less", "two-sided"),
+    as scipy.stats.mannwhitneyu(method="auto") computes them: exact when a sample has at most 8
+    values and there are no ties, else the normal approximation with tie and continuity correction."""
+    n1, n2 = len(x), len(y)
+    ranks, ties = _ranks([*x, *y])
+    u1 = sum(ranks[:n1]) - n1 * (n1 + 1) / 2
+    u2 = n1 * n2 - u1
+    u = {"greater": u1, "less": u2}.get(alternative, max(u1, u2))
+    if min(n1, n2) <= 8 and all(t == 1 for t in ties):
+        p = _exact_sf(u, n1, n2)
+    else:
+        n = n1 + n2
+        tie_term = sum(t ** 3 - t for t in ties) / (n * (n - 1))
+        sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term))
+        z = (u - n1 * n2 / 2 - 0.5) / sigma
+        p = 0.5 * math.erfc(z / math.sqrt(2))
+    if alternative == "two-sided":
+        p *= 2
+    return u1, min(max(p, 0.0), 1.0)
+
+
 def mann_whitney(canary: Sequence[float], baseline: Sequence[float], *, min_samples: int = DEFAULT_MIN_SAMPLES,
                  confidence: float = DEFAULT_CONFIDENCE, direction: str = EITHER) -> JudgeResult:
     """Judge canary against baseline samples; see the module docstring for the rules."""
@@ -98,10 +159,7 @@ def mann_whitney(canary: Sequence[float], baseline: Sequence[float], *, min_samp
         n = len(c) * len(b)
         return JudgeResult(SUCCESSFUL, f"canary and baseline samples are all equal ({cm:g})",
                            u=n / 2, p_value=1.0, cles=0.5, **stats, **base)
-    from scipy.stats import mannwhitneyu  # deferred: scipy takes a while to import
-
-    res = mannwhitneyu(c, b, alternative=_ALTERNATIVE[direction], method="auto")
-    u, p = float(res.statistic), float(res.pvalue)
+    u, p = mann_whitney_u(c, b, _ALTERNATIVE[direction])
     cles = u / (len(c) * len(b))
     moved = "higher" if cles > 0.5 else "lower"
     summary = (f"canary median {cm:.6g} vs baseline {bm:.6g} (x{stats['median_ratio']:.3f}), "
