@@ -3,7 +3,8 @@
 #
 #   hack/build-testbed.sh [--help] [component...]
 #
-# Components: etcd kubernetes kwok helm gateway-api istio (default: all).
+# Components: etcd kubernetes kwok helm gateway-api istio (default: these), and for the real node
+# (hack/local-up.sh --real-node): node (kubelet, kube-proxy) and traefik.
 # Versions come from hack/versions.env. Each component is built in its own throwaway wrapper
 # module into a temporary directory and moved into the cache only when every binary of it built
 # and printed its version, so a failed or interrupted build never leaves a half-written binary
@@ -38,10 +39,10 @@ finish() {
     [[ -x "$b" ]] || continue
     local v
     case "$(basename "$b")" in
-      kubectl) v="$("$b" version --client 2>&1 | head -n1)" ;;
-      helm) v="$("$b" version --short 2>&1 | head -n1)" ;;
-      kwok) v="$("$b" --version 2>&1 | head -n1)" ;;
-      *) v="$("$b" --version 2>&1 | head -n1)" ;;
+      kubectl) v="$("$b" version --client 2>&1 | sed -n 1p)" ;;
+      helm) v="$("$b" version --short 2>&1 | sed -n 1p)" ;;
+      kwok) v="$("$b" --version 2>&1 | sed -n 1p)" ;;
+      *) v="$("$b" --version 2>&1 | sed -n 1p)" ;;
     esac
     log "  $(basename "$b"): $v"
   done
@@ -63,35 +64,70 @@ build_etcd() {
   finish etcd "$stage" "$dest"; log "etcd: done in $((SECONDS - t))s"
 }
 
-build_kubernetes() {
-  local dest; dest="$(k8s_bin_dir)"
-  if [[ -x "$dest/kube-apiserver" && -x "$dest/kube-controller-manager" && -x "$dest/kube-scheduler" && -x "$dest/kubectl" ]]; then
-    log "kubernetes $KUBERNETES_VERSION: cached ($dest)"; return
-  fi
-  local t=$SECONDS mod="$WORK/kubernetes" stage="$WORK/kubernetes-out" logf="$MODELPILOT_CACHE/logs/kubernetes.log"
-  : >"$logf"; log "kubernetes $KUBERNETES_VERSION: resolving modules (log: $logf)"
-  wrapper_module "$mod" kubernetes; mkdir -p "$stage"
-  local staging_version="v0${KUBERNETES_VERSION#v1}" kmod minor
-  kmod="$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" \
-    || die "kubernetes: cannot download k8s.io/kubernetes@$KUBERNETES_VERSION from the Go module proxy"
+# build_k8s COMPONENT VERSION DEST CMD...: build commands of k8s.io/kubernetes at VERSION into DEST.
+build_k8s() {
+  local component="$1" version="$2" dest="$3"; shift 3
+  local cmd missing=0
+  for cmd in "$@"; do [[ -x "$dest/$cmd" ]] || missing=1; done
+  (( missing )) || { log "$component $version: cached ($dest)"; return; }
+  local t=$SECONDS mod="$WORK/$component" stage="$WORK/$component-out" logf="$MODELPILOT_CACHE/logs/$component.log"
+  : >"$logf"; log "$component $version: resolving modules (log: $logf)"
+  wrapper_module "$mod" "$component"; mkdir -p "$stage"
+  local staging_version="v0${version#v1}" kmod minor
+  kmod="$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" \
+    || die "$component: cannot download k8s.io/kubernetes@$version from the Go module proxy"
   # k8s.io/kubernetes replaces every staging module with a local path; point them at the
   # published staging modules of the same release instead.
   grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$kmod" | awk '{print $1}' | while read -r m; do
     echo "replace $m => $m $staging_version" >>"$mod/go.mod"
   done
-  minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  minor="${version#v1.}"; minor="${minor%%.*}"
   local ld="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "$mod" && run_step kubernetes "$logf" go get "k8s.io/kubernetes@$KUBERNETES_VERSION")
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    local tc=$SECONDS; log "kubernetes: building $cmd"
-    (cd "$mod" && run_step "kubernetes/$cmd" "$logf" go build -trimpath -ldflags "$ld" -o "$stage/$cmd" "k8s.io/kubernetes/cmd/$cmd")
-    log "kubernetes: $cmd built in $((SECONDS - tc))s"
+  (cd "$mod" && run_step "$component" "$logf" go get "k8s.io/kubernetes@$version")
+  for cmd in "$@"; do
+    local tc=$SECONDS; log "$component: building $cmd"
+    (cd "$mod" && run_step "$component/$cmd" "$logf" go build -trimpath -ldflags "$ld" -o "$stage/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+    log "$component: $cmd built in $((SECONDS - tc))s"
   done
-  finish kubernetes "$stage" "$dest"; log "kubernetes: done in $((SECONDS - t))s"
+  finish "$component" "$stage" "$dest"; log "$component: done in $((SECONDS - t))s"
+}
+
+build_kubernetes() {
+  build_k8s kubernetes "$KUBERNETES_VERSION" "$(k8s_bin_dir)" kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+# The real node (local-up.sh --real-node): a kubelet and kube-proxy one minor below the apiserver
+# (within the skew policy), because 1.35 is the last kubelet that runs on containerd 1.x.
+build_node() {
+  build_k8s node "$NODE_KUBERNETES_VERSION" "$(node_bin_dir)" kubelet kube-proxy
+  local dest; dest="$(crictl_bin_dir)"
+  [[ -x "$dest/crictl" ]] && { log "crictl $CRICTL_VERSION: cached ($dest)"; return; }
+  local mod="$WORK/crictl" stage="$WORK/crictl-out" logf="$MODELPILOT_CACHE/logs/crictl.log"
+  : >"$logf"; log "crictl $CRICTL_VERSION: building (log: $logf)"
+  wrapper_module "$mod" crictl; mkdir -p "$stage"
+  (cd "$mod" && run_step crictl "$logf" go get "sigs.k8s.io/cri-tools@$CRICTL_VERSION" \
+    && run_step crictl "$logf" go build -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+       -o "$stage/crictl" sigs.k8s.io/cri-tools/cmd/crictl)
+  finish crictl "$stage" "$dest"
+}
+
+# Traefik v3: the Gateway API implementation of the real-node test bed (HTTPRoute weights and
+# RequestMirror), one Go binary run on the host.
+build_traefik() {
+  local dest; dest="$(traefik_bin_dir)"
+  [[ -x "$dest/traefik" ]] && { log "traefik $TRAEFIK_VERSION: cached ($dest)"; return; }
+  local t=$SECONDS mod="$WORK/traefik" stage="$WORK/traefik-out" logf="$MODELPILOT_CACHE/logs/traefik.log"
+  : >"$logf"; log "traefik $TRAEFIK_VERSION: building (log: $logf)"
+  wrapper_module "$mod" traefik; mkdir -p "$stage"
+  local v=github.com/traefik/traefik/v3
+  (cd "$mod" && run_step traefik "$logf" go get "$v@$TRAEFIK_VERSION" \
+    && run_step traefik "$logf" go build -trimpath -ldflags "-s -w -X $v/pkg/version.Version=$TRAEFIK_VERSION" \
+       -o "$stage/traefik" "$v/cmd/traefik")
+  finish traefik "$stage" "$dest"; log "traefik: done in $((SECONDS - t))s"
 }
 
 build_kwok() {
@@ -111,8 +147,17 @@ build_helm() {
   local t=$SECONDS mod="$WORK/helm" stage="$WORK/helm-out" logf="$MODELPILOT_CACHE/logs/helm.log"
   : >"$logf"; log "helm $HELM_VERSION: building (log: $logf)"
   wrapper_module "$mod" helm; mkdir -p "$stage"
-  (cd "$mod" && run_step helm "$logf" go get "helm.sh/helm/v3@$HELM_VERSION" \
-    && run_step helm "$logf" go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" -o "$stage/helm" helm.sh/helm/v3/cmd/helm)
+  (cd "$mod" && run_step helm "$logf" go get "helm.sh/helm/v3@$HELM_VERSION")
+  # As helm's Makefile does: the Kubernetes version that `helm template` and `helm lint` assume
+  # (Capabilities.KubeVersion) comes from the client-go it is built with. Without these ldflags it
+  # is 1.20, and every chart with a kubeVersion >= 1.21 fails unless --kube-version is given.
+  local kminor v=helm.sh/helm/v3
+  kminor="$(cd "$mod" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)"
+  [[ "$kminor" =~ ^[0-9]+$ ]] || die "helm: cannot tell the client-go minor version of $HELM_VERSION"
+  (cd "$mod" && run_step helm "$logf" go build -trimpath -ldflags "-s -w -X $v/internal/version.version=$HELM_VERSION \
+      -X $v/internal/version.gitTreeState=clean -X $v/pkg/chartutil.k8sVersionMajor=1 \
+      -X $v/pkg/chartutil.k8sVersionMinor=$kminor -X $v/pkg/lint/rules.k8sVersionMajor=1 \
+      -X $v/pkg/lint/rules.k8sVersionMinor=$kminor" -o "$stage/helm" $v/cmd/helm)
   finish helm "$stage" "$dest"; log "helm: done in $((SECONDS - t))s"
 }
 
@@ -136,9 +181,11 @@ for c in "${components[@]}"; do
     kubernetes) build_kubernetes ;;
     kwok) build_kwok ;;
     helm) build_helm ;;
+    node) build_node ;;
+    traefik) build_traefik ;;
     gateway-api) fetch_crds gateway-api "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" config/crd/standard "$(gateway_crd_dir)" ;;
     istio) fetch_crds istio "istio.io/api@$ISTIO_API_VERSION" kubernetes "$(istio_crd_dir)" ;;
-    *) die "unknown component '$c' (known: etcd kubernetes kwok helm gateway-api istio)" ;;
+    *) die "unknown component '$c' (known: etcd kubernetes kwok helm gateway-api istio node traefik)" ;;
   esac
 done
 log "test bed ready under $MODELPILOT_CACHE/bin"

@@ -8,8 +8,9 @@
 # 2. installs modelpilot with Helm (charts/modelpilot: CRDs, RBAC, the operator Deployment);
 # 3. runs the operator here, authenticated as the chart's ServiceAccount with the chart's arguments
 #    and configuration (kwok pods never really run, so the in-cluster replica is a stand-in);
-# 4. exports a small real ONNX model: a ModelExport's Job command runs for real
-#    (hack/testbed/kubelet_run.py plays the kubelet), and its status carries the verified artifact;
+# 4. exports a small real ONNX model: the ModelExport's Job container runs for real, in the
+#    exporter-onnx image (hack/build-images.sh) under its rendered securityContext, with podman
+#    (hack/testbed/kubelet_run.py --image plays the kubelet); its status carries the verified artifact;
 # 5. serves it (a ModelDeployment with exportRef), then "retrains": a new model version, a new export,
 #    and a canary (20% for 5s, 60% for 5s) to promotion;
 # 6. shows `kubectl modelpilot status`.
@@ -33,8 +34,10 @@ stage "1/9 Python environment (the operator, the exporter and the kubectl plugin
 VENV="$("$HACK_DIR/venv.sh" export,test | tail -n1)"
 PY="$VENV/bin/python"
 
-stage "2/9 control-plane binaries (built once from pinned Go modules, then cached)"
+stage "2/9 control-plane binaries (built once from pinned Go modules, then cached) and the exporter image"
 "$HACK_DIR/build-testbed.sh"
+"$HACK_DIR/build-images.sh" exporter-onnx | tail -n1
+IMAGE_REGISTRY="$(image_registry)" IMAGE_TAG="$(image_tag)"
 
 stage "3/9 local control plane"
 "$HACK_DIR/local-up.sh" >/dev/null
@@ -53,10 +56,11 @@ k create namespace "$NS" >/dev/null
 # The test bed's node pools, as a user would put theirs into values.yaml. watchNamespaces keeps the
 # operator (and its RBAC) to the demo's namespace: least privilege, and nothing else on a shared
 # cluster is touched.
-"$PY" - "$HACK_DIR/testbed/operator-config.yaml" "$NS" >"$DEMO_DIR/values.yaml" <<'PY'
+"$PY" - "$HACK_DIR/testbed/operator-config.yaml" "$NS" "$IMAGE_REGISTRY" "$IMAGE_TAG" >"$DEMO_DIR/values.yaml" <<'PY'
 import sys, yaml
 pools = yaml.safe_load(open(sys.argv[1]))["nodePools"]
-print(yaml.safe_dump({"replicaCount": 2, "logFormat": "text", "watchNamespaces": [sys.argv[2]], "config": {"nodePools": pools}}))
+print(yaml.safe_dump({"replicaCount": 2, "logFormat": "text", "watchNamespaces": [sys.argv[2]], "config": {"nodePools": pools},
+                      "image": {"registry": sys.argv[3], "repository": "operator", "tag": sys.argv[4]}}))
 PY
 helm upgrade --install "$RELEASE" "$REPO_ROOT/charts/modelpilot" --namespace "$SYSTEM_NS" --create-namespace \
   -f "$DEMO_DIR/values.yaml" --wait --timeout 180s >/dev/null
@@ -161,8 +165,8 @@ YAML
 }
 run_export() { # GENERATION
   local job="tiny-export-g$1"
-  log "the operator created Job $job; playing the kubelet: its command runs here, for real"
-  "$PY" "$HACK_DIR/testbed/kubelet_run.py" -n "$NS" "$job" --pvc-root "$PVC_ROOT" --timeout 120
+  log "the operator created Job $job ($(k -n "$NS" get job "$job" -o jsonpath='{.spec.template.spec.containers[0].image}')); playing the kubelet: its container runs in that image, for real"
+  "$PY" "$HACK_DIR/testbed/kubelet_run.py" -n "$NS" "$job" --pvc-root "$PVC_ROOT" --timeout 120 --image
   for _ in $(seq 1 120); do
     [[ "$(k -n "$NS" get modelexport tiny -o jsonpath='{.status.observedGeneration}/{.status.phase}')" == "$1/Succeeded" ]] && break
     [[ "$(k -n "$NS" get modelexport tiny -o jsonpath='{.status.phase}')" == Failed ]] && die "export failed: $(k -n "$NS" get modelexport tiny -o jsonpath='{.status.message}')"

@@ -2,25 +2,28 @@
 # For users with Docker: a kind cluster whose nodes carry the node-pool labels modelpilot uses,
 # plus the Gateway API CRDs and the modelpilot CRDs.
 #
-#   hack/kind-up.sh [--name NAME] [--delete] [--help]
+#   hack/kind-up.sh [--name NAME] [--delete] [--no-images] [--help]
 #
 # Nodes: one control plane; two workers in pool "cpu"; one worker in pool "gpu-l4", labelled and
 # tainted like a GPU node (nvidia.com/gpu.product=NVIDIA-L4, nvidia.com/gpu=present:NoSchedule).
 # kind nodes have no GPUs: a ModelDeployment asking for nvidia.com/gpu stays Schedulable=False
 # there, which is the honest answer. Needs docker and kind (KIND=/path/to/kind, else `kind` on
 # PATH, else built with `go install sigs.k8s.io/kind@$KIND_VERSION`). Not exercised in CI here (no
-# Docker): hack/local-up.sh is the tested path. Then install modelpilot with Helm (docs/install.md).
+# Docker): hack/local-up.sh is the tested path. Unless --no-images, it builds modelpilot's images
+# (hack/build-images.sh, with docker) and loads them into the kind nodes, then prints the
+# `helm install` line that uses them.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KIND_VERSION="${KIND_VERSION:-v0.29.0}"
 NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.33.1}"
 NAME=modelpilot
-DELETE=0
+DELETE=0 IMAGES=1
 while (( $# )); do
   case "$1" in
     --name) NAME="$2"; shift ;;
     --delete) DELETE=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-images) IMAGES=0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
   shift
@@ -75,11 +78,18 @@ fi
 K apply --server-side -f "$REPO_ROOT/crds/" >/dev/null
 K wait --for condition=established --timeout=60s -f "$REPO_ROOT/crds/" >/dev/null
 K get nodes -L modelpilot.io/pool,nvidia.com/gpu.product
+TAG="$(image_tag)" REG="$(image_registry)"
+if (( IMAGES )); then
+  ENGINE=docker "$HACK_DIR/build-images.sh" --base "${KIND_BASE_IMAGE:-docker.io/library/python:3.11-slim-bookworm}" operator storage-init exporter-onnx exporter-pytorch exporter-tensorflow torchserve
+  for img in operator storage-init exporter-onnx exporter-pytorch exporter-tensorflow torchserve; do
+    "$KIND" load docker-image "$REG/$img:$TAG" --name "$NAME"
+  done
+fi
 cat <<MSG
 
 kind cluster '$NAME' is up (context $CTX). Install modelpilot with pools that match its nodes:
   helm install modelpilot charts/modelpilot -n modelpilot-system --create-namespace --kube-context $CTX \\
+    --set image.registry=$REG --set image.tag=$TAG --set image.pullPolicy=IfNotPresent \\
     --set-json 'config.nodePools={"cpu":{"nodeSelector":{"modelpilot.io/pool":"cpu"}},"gpu-l4":{"nodeSelector":{"modelpilot.io/pool":"gpu-l4"},"tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]}}'
-  (load a locally built operator image first: kind load docker-image IMAGE --name $NAME)
 Delete it with: hack/kind-up.sh --delete
 MSG

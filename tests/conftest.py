@@ -36,7 +36,7 @@ def _versions() -> dict[str, str]:
 VERSIONS = _versions()
 K8S_BIN = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}"
 KUBECTL = str(K8S_BIN / "kubectl")
-HELM = str(CACHE / "bin" / f"helm-{VERSIONS['HELM_VERSION']}" / "helm")
+HELM = str(CACHE / "bin" / f"helm-{VERSIONS['HELM_VERSION']}-release" / "helm")
 
 Kubectl = Callable[..., subprocess.CompletedProcess]
 

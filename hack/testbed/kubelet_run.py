@@ -11,12 +11,16 @@ kwok fakes nodes, so nothing executes inside a pod. This does what a kubelet wou
 - PersistentVolumeClaim mounts (/mnt/pvc/<claim>) live under --pvc-root (MODELPILOT_PVC_ROOT);
 - the termination-message path becomes a local file (MODELPILOT_TERMINATION_LOG).
 
+With --image, the container runs in its image instead, with podman, as the kubelet would run it
+(hack/testbed/podman_run.py: the rendered securityContext, ConfigMaps, emptyDirs and claims as
+host directories, the termination message file at /dev/termination-log).
+
 It then hands the real exit code and termination message to kwok through pod annotations
 (`kwok.modelpilot.io/exit-code`, `kwok.modelpilot.io/termination-message`), which the test bed's
 `modelexport-pod-complete` stage (hack/testbed/kwok-stages.yaml) writes into the container status
 exactly where a kubelet would. From there on everything is the real control plane.
 
-    hack/testbed/kubelet_run.py -n NAMESPACE JOB --pvc-root DIR [--kubeconfig FILE] [--workdir DIR]
+    hack/testbed/kubelet_run.py -n NAMESPACE JOB --pvc-root DIR [--image] [--kubeconfig FILE] [--workdir DIR]
 
 Used by tests/e2e/test_modelexport.py and hack/demo.sh. Exits with the command's exit code.
 """
@@ -109,6 +113,36 @@ def run_job(kubectl: Kubectl, ns: str, job: dict[str, Any], pvc_root: Path, work
     return proc.returncode, message
 
 
+def run_job_in_image(kubectl: Kubectl, ns: str, job: dict[str, Any], pvc_root: Path, workdir: Path,
+                     stream: Any = sys.stderr) -> tuple[int, str]:
+    """Run the Job's container in its image with podman; volumes become directories under workdir
+    (ConfigMaps, emptyDirs) and pvc_root/<claim> (claims, writable by the pod's user when mounted so)."""
+    import podman_run
+
+    pod_spec = job["spec"]["template"]["spec"]
+    container = pod_spec["containers"][0]
+    uid = (pod_spec.get("securityContext") or {}).get("runAsUser", 1000)
+    volumes: dict[str, Path] = {}
+    for vol in pod_spec.get("volumes", []):
+        name = vol["name"]
+        if "configMap" in vol:
+            cm = json.loads(kubectl("-n", ns, "get", "configmap", vol["configMap"]["name"], "-o", "json").stdout)
+            volumes[name] = podman_run.config_map_dir(workdir / name, cm.get("data") or {})
+        elif "emptyDir" in vol:
+            volumes[name] = podman_run.writable(workdir / name, uid)
+        elif "persistentVolumeClaim" in vol:
+            claim = pvc_root / vol["persistentVolumeClaim"]["claimName"]
+            read_only = vol["persistentVolumeClaim"].get("readOnly", False)
+            volumes[name] = claim if read_only else podman_run.writable(claim, uid)
+    termination_log = workdir / "termination-log"
+    r = podman_run.engine(*podman_run.run_args(pod_spec, container, volumes, termination_log=termination_log),
+                          check=False, timeout=900)
+    if stream is not None:
+        stream.write(r.stderr[-3000:])
+    message = termination_log.read_text() if termination_log.exists() else ""
+    return r.returncode, message or r.stderr[-1024:]
+
+
 def hand_result_to_kwok(kubectl: Kubectl, ns: str, job_name: str, code: int, message: str, timeout: float = 60) -> str:
     """Annotate the Job's Running pod with the result; kwok then completes it. Returns the pod name."""
     def running() -> list[dict[str, Any]]:
@@ -132,11 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubectl", default="kubectl", help="kubectl binary")
     p.add_argument("--workdir", type=Path, help="where mounted ConfigMaps and the termination log go (default: a temporary directory)")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for the Job and its Running pod")
+    p.add_argument("--image", action="store_true", help="run the container in its image with podman (hack/build-images.sh)")
     args = p.parse_args(argv)
     kubectl = kubectl_for(args.kubeconfig, args.kubectl)
     job = get_job(kubectl, args.namespace, args.job, args.timeout)
     with tempfile.TemporaryDirectory(prefix="kubelet-run-") as tmp:
-        code, message = run_job(kubectl, args.namespace, job, args.pvc_root, args.workdir or Path(tmp))
+        run = run_job_in_image if args.image else run_job
+        code, message = run(kubectl, args.namespace, job, args.pvc_root, args.workdir or Path(tmp))
     pod = hand_result_to_kwok(kubectl, args.namespace, args.job, code, message, args.timeout)
     print(f"ran Job {args.namespace}/{args.job}: exit code {code}; handed to kwok on pod {pod}", file=sys.stderr)
     return code

@@ -127,7 +127,7 @@ def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: Ex
         args.append(f"--endpoint={md.model.endpoint}")
     container: dict[str, Any] = {
         "name": "storage-initializer",
-        "image": config.image_for("exporter"),
+        "image": config.image_for("storage-init"),
         "command": ["modelpilot-storage-init"],
         "args": args,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},

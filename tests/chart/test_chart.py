@@ -74,6 +74,33 @@ def test_rbac_is_least_privilege_and_every_rule_says_why() -> None:
     print(f"RBAC rules: {len(rules)}")
 
 
+def test_images_are_those_build_images_produces() -> None:
+    """One registry and tag for every modelpilot image (hack/build-images.sh's names); the operator
+    config gets them, so the export Job and the storage initializer pull the same build."""
+    objs = kinds(template("image.registry=registry.local:5000/mp", "image.tag=abc123"))
+    assert objs["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local:5000/mp/operator:abc123"
+    config = yaml.safe_load(objs["ConfigMap"][0]["data"]["config.yaml"])
+    assert (config["imageRegistry"], config["imageTag"]) == ("registry.local:5000/mp", "abc123")
+    from modelpilot.config import parse_config
+
+    parsed = parse_config(config)
+    assert parsed.exporter_image("onnx") == "registry.local:5000/mp/exporter-onnx:abc123"
+    assert parsed.image_for("storage-init") == "registry.local:5000/mp/storage-init:abc123"
+    assert parsed.image_for("torchserve") == "registry.local:5000/mp/torchserve:abc123"
+    build = (CHART.parents[1] / "hack" / "build-images.sh").read_text()
+    for name in ("operator", "storage-init", "exporter-onnx", "exporter-pytorch", "exporter-tensorflow", "torchserve"):
+        assert name in build.split("ALL_IMAGES=(")[1].split(")")[0].split(), f"build-images.sh does not build {name}"
+
+
+def test_helm_knows_the_kubernetes_version_without_a_flag() -> None:
+    """hack/ builds helm with its release ldflags: `helm template` assumes the Kubernetes version of
+    its client-go (not 1.20), so the chart's kubeVersion check passes without --kube-version."""
+    r = helm("template", "mp", str(CHART), "--show-only", "templates/configmap.yaml")
+    assert "config.yaml" in r.stdout
+    out = helm("version", "--template", "{{.Version}}").stdout
+    assert out.startswith("v3."), out
+
+
 def test_deployment_is_pinned_probed_and_restricted() -> None:
     dep = kinds(template("replicaCount=2"))["Deployment"][0]
     pod = dep["spec"]["template"]["spec"]

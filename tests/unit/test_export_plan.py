@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
 import yaml
 
+import modelpilot
 from modelpilot.conditions import get_condition
+from modelpilot.config import parse_config
 from modelpilot.export import ExportObserved, plan_model_export
 from modelpilot.export.job import build_export_job
 
@@ -71,8 +74,23 @@ def test_job_runs_the_same_cli_with_the_spec_mounted():
     assert s["template"]["metadata"]["labels"]["modelpilot.io/model-export"] == "resnet"
 
 
-def test_job_image_defaults_from_config_and_is_overridable():
-    assert build_export_job(BODY, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == CONFIG.image_for("exporter")
+def test_job_image_follows_the_source_format_and_is_overridable():
+    def image(body, config=CONFIG):
+        return build_export_job(body, "j", config)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    assert image(BODY) == f"ghcr.io/modelpilot/exporter-pytorch:{modelpilot.__version__}"
+    for fmt in ("onnx", "tensorflow"):
+        body = copy.deepcopy(BODY)
+        body["spec"]["source"]["format"] = fmt
+        assert image(body) == f"ghcr.io/modelpilot/exporter-{fmt}:{modelpilot.__version__}"
+    images = parse_config({"imageRegistry": "registry.local/mp", "imageTag": "abc123",
+                           "images": {"exporter-tensorflow": "registry.local/tf-exporter:1"}})
+    config = dataclasses.replace(CONFIG, images=images.images, image_registry=images.image_registry,
+                                 image_tag=images.image_tag)
+    assert image(BODY, config) == "registry.local/mp/exporter-pytorch:abc123"
+    body = copy.deepcopy(BODY)
+    body["spec"]["source"]["format"] = "tensorflow"
+    assert image(body, config) == "registry.local/tf-exporter:1"
     body = copy.deepcopy(BODY)
     body["spec"]["image"] = "registry.local/exporter:dev"
     assert build_export_job(body, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/exporter:dev"
@@ -147,3 +165,15 @@ def test_unschedulable_export_pod_says_why():
         {"type": "PodScheduled", "status": "False", "message": 'persistentvolumeclaim "models" not found'}]}}
     st = plan(jobs={1: job(active=1)}, pods=[p]).status
     assert st["phase"] == "Pending" and 'persistentvolumeclaim "models" not found' in get_condition(st["conditions"], "Ready")["message"]
+
+
+@pytest.mark.parametrize("images, message", [
+    ({"exporter": "x"}, "images.exporter: the exporter image is chosen by source format"),
+    ({"exportr-onnx": "x"}, "images.exportr-onnx: unknown image kind; use one of triton"),
+    ("ghcr.io/x", "images: expected a mapping"),
+])
+def test_bad_image_config_names_the_key(images, message):
+    from modelpilot.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_config({"images": images})

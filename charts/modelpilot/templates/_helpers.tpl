@@ -42,11 +42,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default (printf "%s-leader" (include "modelpilot.fullname" .)) .Values.leaderElection.leaseName | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* A pinned image: by digest when given, else by tag (default: the chart's appVersion). */}}
+{{/* The tag of every modelpilot image: image.tag, default the chart's appVersion. */}}
+{{- define "modelpilot.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
+{{- end -}}
+
+{{/* The operator image, pinned: by digest when given, else by tag. */}}
 {{- define "modelpilot.image" -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s/%s@%s" .Values.image.registry .Values.image.repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s/%s:%s" .Values.image.registry .Values.image.repository (include "modelpilot.imageTag" .) -}}
 {{- end -}}
 {{- end -}}

@@ -110,7 +110,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
         volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": claim != out_claim}})
     container = {
         "name": CONTAINER,
-        "image": spec.get("image") or config.image_for("exporter"),
+        "image": spec.get("image") or config.exporter_image((spec.get("source") or {}).get("format") or "onnx"),
         "command": ["modelpilot-export"],
         "args": ["-f", f"{SPEC_MOUNT}/{SPEC_FILE}"],
         "env": [

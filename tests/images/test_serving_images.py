@@ -1,0 +1,153 @@
+"""The storage-initializer and TorchServe images run the containers of a rendered serving pod.
+
+The operator renders a TorchServe revision's Deployment; the test runs its init container (the
+storage-init image) against file://, http:// and s3:// (moto) sources into a host directory that
+stands for the pod's model-repository emptyDir, then the server container (the torchserve image)
+on that repository, waits with the rendered readiness probe (exec'd in the container, as the
+kubelet does), and checks the model's answers against the source model's.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelpilot.api.modeldeployment import parse_model_deployment
+from modelpilot.config import parse_config
+from modelpilot.render import build_model_config_map, build_revision_deployment
+from modelpilot.runtimes import Signature
+
+from podman_run import config_map_dir, engine, run_args, writable
+
+CONFIG = parse_config({"nodePools": {"cpu": {"nodeSelector": {"modelpilot.io/pool": "cpu"}}}})
+SIGNATURE = Signature.from_dict({
+    "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}, {"name": "ids", "dtype": "int64", "shape": [-1, 5]}],
+    "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}, {"name": "score", "dtype": "float32", "shape": [-1]}],
+})
+
+
+def torchserve_deployment(uri: str, **model: object) -> tuple[dict, dict]:
+    body = {
+        "apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "twoheads", "namespace": "ml", "uid": "u1", "generation": 1},
+        "spec": {"model": {"uri": uri, "format": "torchscript", "name": "twoheads", **model},
+                 "runtime": {"kind": "torchserve"}, "replicas": 1, "placement": {"nodePool": "cpu"}},
+    }
+    md = parse_model_deployment(body)
+    return build_revision_deployment(md, 1, CONFIG, 1, signature=SIGNATURE), build_model_config_map(md, 1, SIGNATURE)
+
+
+def pod_volumes(tmp_path: Path, deployment: dict, config_map: dict) -> dict[str, Path]:
+    """Host directories for the pod's volumes; the ConfigMap laid out by its items (key -> path)."""
+    pod = deployment["spec"]["template"]["spec"]
+    (cm,) = [v for v in pod["volumes"] if "configMap" in v]
+    items = {i["path"]: config_map["data"][i["key"]] for i in cm["configMap"]["items"]}
+    return {"model-repository": writable(tmp_path / "models"), "tmp": writable(tmp_path / "tmp"),
+            "dshm": writable(tmp_path / "dshm"), "model-config": config_map_dir(tmp_path / "config", items)}
+
+
+def init_container(deployment: dict) -> tuple[dict, dict]:
+    pod = deployment["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    return pod, init
+
+
+def run_storage_init(images, tmp_path: Path, deployment: dict, config_map: dict, *, secrets=None,
+                     extra: tuple[str, ...] = ()) -> dict[str, Path]:
+    pod, init = init_container(deployment)
+    volumes = pod_volumes(tmp_path, deployment, config_map)
+    args = run_args(pod, init, volumes, termination_log=tmp_path / "init-termination-log", secrets=secrets,
+                    image=images["storage-init"])
+    i = args.index(images["storage-init"])
+    r = engine(*args[:i], *extra, *args[i:], check=False, timeout=600)
+    assert r.returncode == 0, f"storage initializer exit {r.returncode}:\n{r.stderr[-3000:]}"
+    with zipfile.ZipFile(volumes["model-repository"] / "twoheads.mar") as z:
+        assert {"modelpilot_handler.py", "signature.json", "model.pt", "MAR-INF/MANIFEST.json"} <= set(z.namelist())
+    assert (volumes["model-repository"] / "config.properties").is_file()
+    return volumes
+
+
+def test_storage_init_image_from_file(images, two_heads, tmp_path: Path) -> None:
+    src = two_heads["torchscript"]
+    deployment, cm = torchserve_deployment(f"file:///data/{src.name}")
+    run_storage_init(images, tmp_path, deployment, cm, extra=("-v", f"{src.parent}:/data:ro"))
+
+
+def test_storage_init_image_from_http(images, two_heads, http_dir, tmp_path: Path) -> None:
+    root, base = http_dir
+    (root / "model.pt").write_bytes(two_heads["torchscript"].read_bytes())
+    deployment, cm = torchserve_deployment(f"{base}/model.pt")
+    run_storage_init(images, tmp_path, deployment, cm)
+
+
+def test_storage_init_image_from_s3_with_a_secret(images, two_heads, tmp_path: Path) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    srv.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+        s3.create_bucket(Bucket="models")
+        s3.put_object(Bucket="models", Key="twoheads/model.pt", Body=two_heads["torchscript"].read_bytes())
+        deployment, cm = torchserve_deployment("s3://models/twoheads/model.pt", endpoint=endpoint,
+                                               secretRef={"name": "model-store"})
+        run_storage_init(images, tmp_path, deployment, cm, secrets={"model-store": creds})
+    finally:
+        srv.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchserve_image_serves_the_rendered_pod(images, two_heads, tmp_path: Path) -> None:
+    src = two_heads["torchscript"]
+    deployment, cm = torchserve_deployment(f"file:///data/{src.name}")
+    volumes = run_storage_init(images, tmp_path, deployment, cm, extra=("-v", f"{src.parent}:/data:ro"))
+    pod = deployment["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    name, port = f"mp-ts-{uuid.uuid4().hex[:8]}", _free_port()
+    args = run_args(pod, server, volumes, termination_log=tmp_path / "server-termination-log", network="bridge",
+                    image=images["torchserve"], detach=True, name=name)
+    i = args.index(images["torchserve"])
+    r = engine(*args[:i], "-p", f"127.0.0.1:{port}:8080", *args[i:], check=False)
+    assert r.returncode == 0, r.stderr
+    try:
+        probe = server["readinessProbe"]["exec"]["command"]
+        deadline = time.monotonic() + 240
+        while True:
+            ready = engine("exec", name, *probe, check=False, timeout=60)
+            if ready.returncode == 0:
+                break
+            state = engine("inspect", "--format", "{{.State.Status}}", name, check=False).stdout.strip()
+            if state != "running" or time.monotonic() > deadline:
+                logs = engine("logs", name, check=False)
+                raise AssertionError(f"TorchServe never became ready ({state}): {ready.stderr[-500:]}\n"
+                                     f"{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+            time.sleep(2)
+        ref = np.load(two_heads["reference"])
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/predictions/twoheads", method="POST",
+                                     data=json.dumps({"inputs": {"x": ref["x"].tolist(), "ids": ref["ids"].tolist()}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        out = json.loads(urllib.request.urlopen(req, timeout=30).read())["outputs"]
+        np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out["score"], ref["score"], rtol=1e-5, atol=1e-5)
+    finally:
+        engine("rm", "-f", "-t", "5", name, check=False)
