@@ -14,6 +14,8 @@ for a in "$@"; do
   esac
 done
 PIDS="$LOCAL_DIR/pids"
+# The real node first (its pods, mounts, interfaces and iptables rules), while the apiserver is up.
+[[ -d "$LOCAL_DIR/node" ]] && { "$HACK_DIR/real-node.sh" down || log "real node clean-up reported an error (see above)"; }
 # Stop in reverse start order, so nothing reconnects to a vanished apiserver.
 for name in operator kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$PIDS/$name.pid"; [[ -f "$f" ]] || continue

@@ -2,7 +2,7 @@
 # Start a real Kubernetes control plane on loopback, with kwok fake nodes (a CPU pool, two GPU
 # pools, one MIG node), the modelpilot CRDs, the Gateway API CRDs and the Istio CRDs.
 #
-#   hack/local-up.sh [--with-operator] [--help]
+#   hack/local-up.sh [--with-operator] [--real-node] [--help]
 #
 # Processes: etcd, kube-apiserver (secure port, RBAC, service-account keys, generated
 # certificates), kube-controller-manager, kube-scheduler, kwok. State and logs live in .local/;
@@ -10,14 +10,17 @@
 # running processes are kept, missing ones are started. --with-operator also starts the operator
 # in the background (log: .local/logs/operator.log). hack/local-down.sh stops exactly what this
 # started. Ports: MODELPILOT_APISERVER_PORT (16443), MODELPILOT_ETCD_PORT (12379).
+# --real-node also starts one real node (containerd, kubelet, kube-proxy; root needed) next to the
+# kwok nodes and loads modelpilot's images into it: see hack/real-node.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-WITH_OPERATOR=0
+WITH_OPERATOR=0 REAL_NODE=0
 for a in "$@"; do
   case "$a" in
     --with-operator) WITH_OPERATOR=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --real-node) REAL_NODE=1 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$a' (try --help)" ;;
   esac
 done
@@ -75,6 +78,8 @@ if [[ ! -f "$PKI/ca.crt" ]]; then
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 fi
 gen_client admin admin system:masters
+# The apiserver's identity towards kubelets (kubectl logs/exec on the real node).
+gen_client apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
 gen_client controller-manager system:kube-controller-manager ""
 gen_client scheduler system:kube-scheduler ""
 # kwok plays every kubelet: it patches node and pod status for all fake nodes.
@@ -121,6 +126,8 @@ start kube-apiserver "kube-apiserver --etcd-servers=http://127.0.0.1:$ETCD_PORT"
   --service-account-issuer=https://kubernetes.default.svc --api-audiences=https://kubernetes.default.svc \
   --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true --endpoint-reconciler-type=none \
   --enable-priority-and-fairness=false --profiling=false --event-ttl=1h \
+  --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP \
   --audit-policy-file="$HACK_DIR/testbed/audit-policy.yaml" --audit-log-path="$LOGS/audit.log" \
   --audit-log-maxsize=200 --audit-log-maxbackup=1
 wait_for kube-apiserver 90 kubectl --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz
@@ -158,6 +165,8 @@ if compgen -G "$REPO_ROOT/crds/*.yaml" >/dev/null; then
 fi
 wait_for "kwok nodes Ready" 60 bash -c "[[ \$(kubectl --kubeconfig '$KUBECONFIG_FILE' get nodes -l type=kwok --no-headers 2>/dev/null | grep -cw Ready) -ge 8 ]]"
 wait_for "default service account" 60 K get serviceaccount default -n default
+
+(( REAL_NODE )) && "$HACK_DIR/real-node.sh" up
 
 if (( WITH_OPERATOR )); then
   VENV="${MODELPILOT_VENV:-$MODELPILOT_CACHE/venv}"

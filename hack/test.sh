@@ -14,6 +14,7 @@ VENV="$("$HACK_DIR/venv.sh" export,test | tail -n1)"
 # to skip that second pass while iterating locally; CI always runs it.
 export MODELPILOT_RBAC_E2E="${MODELPILOT_RBAC_E2E-1}"
 "$HACK_DIR/build-testbed.sh"
+"$HACK_DIR/build-testbed.sh" node traefik   # the real node's kubelet, kube-proxy, crictl and gateway
 cd "$REPO_ROOT"
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(f"modelpilot-operator: {e}", file=sys.stderr)
             return 2
+    from .leader import default_identity
+
     start_http_server(args.metrics_port)
     # standalone: no Kopf peering. Kopf's peering pauses its watch streams, but our work queue and
     # resync would keep running; the Lease gates exactly those (docs/design.md, "High availability").
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=True,
+        # Kopf's own default asks the password database for the user name, which fails for a uid
+        # without an entry (any pod's runAsUser): the pod's name is the identity anyway.
+        identity=wiring.RT.elector.identity if wiring.RT.elector is not None else default_identity(),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
     ))
     if wiring.RT.elector is not None:

@@ -1,0 +1,3 @@
+module modelpilot.local/testbed/pause
+
+go 1.26

@@ -1,0 +1,202 @@
+"""The real node (hack/real-node.sh): containerd, a kubelet and kube-proxy beside the kwok nodes.
+
+`real_node` starts it once per session (`hack/local-up.sh --real-node`, root needed) with the
+images it needs loaded into its containerd. Pods land there only with the node's toleration and
+the `real-cpu` pool's selector; everything else in the suite keeps running on kwok nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ..conftest import REPO, Kubectl
+
+sys.path.insert(0, str(REPO / "hack" / "testbed"))
+from podman_run import image_ref  # noqa: E402
+
+NODE = "mp-real-0"
+POOL = "real-cpu"
+TOLERATION = {"key": "modelpilot.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
+NODE_POOLS = {POOL: {"nodeSelector": {"modelpilot.io/pool": POOL}, "tolerations": [TOLERATION]}}
+IMAGES = ("operator", "storage-init", "exporter-onnx", "torchserve")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/realnode/" in str(item.fspath):
+            item.add_marker(pytest.mark.realnode)
+
+
+@pytest.fixture(scope="session")
+def real_node(kubeconfig: str) -> Iterator[str]:
+    r = subprocess.run([str(REPO / "hack" / "build-images.sh"), *IMAGES], capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, f"hack/build-images.sh failed:\n{r.stderr[-3000:]}"
+    r = subprocess.run([str(REPO / "hack" / "local-up.sh"), "--real-node"], capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, f"hack/local-up.sh --real-node failed:\n{r.stderr[-4000:]}"
+    r = subprocess.run([str(REPO / "hack" / "real-node.sh"), "load", *(image_ref(i) for i in IMAGES)],
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, f"loading the images into the node failed:\n{r.stderr[-3000:]}"
+    yield NODE
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def get(kubectl: Kubectl, *args: str) -> dict:
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class InCluster:
+    """The chart installed with the local images, its operator pods on the real node."""
+
+    def __init__(self, release: str, system_ns: str, namespace: str):
+        self.release, self.system_ns, self.namespace = release, system_ns, namespace
+        self.lease = f"{release}-modelpilot-leader"
+
+    def pods(self, kubectl: Kubectl) -> list[dict]:
+        return get(kubectl, "-n", self.system_ns, "get", "pods", "-l",
+                   f"app.kubernetes.io/instance={self.release}")["items"]
+
+    def holder(self, kubectl: Kubectl) -> str:
+        return get(kubectl, "-n", self.system_ns, "get", "lease", self.lease)["spec"].get("holderIdentity") or ""
+
+
+def ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+@pytest.fixture(scope="session")
+def incluster(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InCluster]:
+    """`helm install` of charts/modelpilot with the images hack/build-images.sh built: two operator
+    replicas on the real node (leader election), watching one workload namespace, with the real
+    pool and the kwok `cpu` pool."""
+    import uuid
+
+    import yaml
+
+    from ..chart.conftest import CHART, helm
+
+    suffix = uuid.uuid4().hex[:6]
+    system_ns, namespace, release = f"rn-system-{suffix}", f"rn-work-{suffix}", f"rn{suffix}"
+    for ns in (system_ns, namespace):
+        kubectl("create", "namespace", ns)
+    ref = image_ref("operator")
+    registry, tag = ref.rsplit("/", 1)[0], ref.rsplit(":", 1)[1]
+    values = tmp_path_factory.mktemp("incluster") / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "replicaCount": 2, "watchNamespaces": [namespace], "logFormat": "text",
+        "image": {"registry": registry, "repository": "operator", "tag": tag, "pullPolicy": "Never"},
+        "nodeSelector": {"modelpilot.io/pool": POOL}, "tolerations": [TOLERATION],
+        "config": {"nodePools": {**NODE_POOLS, "cpu": {"nodeSelector": {"modelpilot.io/pool": "cpu"}}}},
+    }))
+    kc = str(REPO / ".local" / "kubeconfig")
+    op = InCluster(release, system_ns, namespace)
+    try:
+        helm("install", release, str(CHART), "-n", system_ns, "-f", str(values), "--wait", "--timeout", "240s",
+             kubeconfig=kc, timeout=300)
+        wait_for("a lease holder", lambda: op.holder(kubectl), timeout=120)
+        yield op
+    finally:
+        helm("uninstall", release, "-n", system_ns, kubeconfig=kc, check=False)
+        for ns in (namespace, system_ns):
+            kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def host_volume(kubectl: Kubectl, namespace: str, claim: str, path: Any, uid: int = 1000) -> None:
+    """A hostPath PersistentVolume bound to `claim` (no provisioner here), writable by the pods' user
+    (hostPath volumes get no fsGroup ownership change)."""
+    import os
+
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, uid, uid)
+    pv = f"{namespace}-{claim}"
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce", "ReadOnlyMany"], "storageClassName": "",
+                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(path), "type": "Directory"},
+                  "claimRef": {"namespace": namespace, "name": claim}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": namespace},
+         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                  "resources": {"requests": {"storage": "1Gi"}}}},
+    ]}))
+
+
+class Gateway:
+    """Traefik (built from its Go module) on 127.0.0.1, implementing a Gateway in `namespace`."""
+
+    def __init__(self, namespace: str, name: str, port: int):
+        self.namespace, self.name, self.port = namespace, name, port
+        self.url = f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def gateway(incluster: "InCluster", kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    import os
+    import signal
+    import uuid
+
+    from ..conftest import CACHE, LOCAL, VERSIONS
+
+    ns = incluster.namespace
+    port = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 90
+    suffix = uuid.uuid4().hex[:6]
+    # The gateway's identity: a ServiceAccount token (Traefik's provider takes a token and a CA).
+    kubectl("-n", incluster.system_ns, "create", "serviceaccount", "traefik")
+    kubectl("create", "clusterrolebinding", f"traefik-{suffix}", "--clusterrole=cluster-admin",
+            f"--serviceaccount={incluster.system_ns}:traefik")
+    token = kubectl("-n", incluster.system_ns, "create", "token", "traefik", "--duration=4h").stdout.strip()
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": f"traefik-{suffix}"},
+         "spec": {"controllerName": "traefik.io/gateway-controller"}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "web", "namespace": ns},
+         "spec": {"gatewayClassName": f"traefik-{suffix}",
+                  "listeners": [{"name": "http", "port": port, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Same"}}}]}},
+    ]}))
+    exe = CACHE / "bin" / f"traefik-{VERSIONS['TRAEFIK_VERSION']}" / "traefik"
+    api = f"https://127.0.0.1:{os.environ.get('MODELPILOT_APISERVER_PORT', '16443')}"
+    log_path = tmp_path_factory.mktemp("traefik") / "traefik.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([str(exe), f"--entryPoints.web.address=127.0.0.1:{port}", "--providers.kubernetesgateway=true",
+                                 f"--providers.kubernetesgateway.endpoint={api}", f"--providers.kubernetesgateway.token={token}",
+                                 f"--providers.kubernetesgateway.certAuthFilePath={LOCAL / 'pki' / 'ca.crt'}",
+                                 f"--providers.kubernetesgateway.namespaces={ns}", "--log.level=INFO", "--global.checknewversion=false",
+                                 "--global.sendanonymoususage=false"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def programmed() -> bool:
+            conds = (get(kubectl, "-n", ns, "get", "gateway", "web").get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Programmed" and c["status"] == "True" for c in conds)
+        try:
+            wait_for("Traefik to program the Gateway", programmed, timeout=90)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{log_path.read_text()[-3000:]}") from None
+        yield Gateway(ns, "web", port)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        kubectl("delete", "gatewayclass", f"traefik-{suffix}", "--wait=false", check=False)
+        kubectl("delete", "clusterrolebinding", f"traefik-{suffix}", check=False)
