@@ -30,6 +30,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Callable, Iterable
 
 from .errors import InputError
 
@@ -115,8 +116,7 @@ def _fetch_http(uri: str, dest: Path, what: str) -> Path:
     headers = {"User-Agent": "modelpilot-export"}
     if os.environ.get("HTTP_AUTHORIZATION"):
         headers["Authorization"] = os.environ["HTTP_AUTHORIZATION"]
-    name = Path(urllib.parse.urlparse(uri).path).name or "download"
-    target = dest / name
+    target = under(dest, Path(urllib.parse.urlparse(uri).path).name or "download", what)
     req = urllib.request.Request(uri, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as r, open(target, "wb") as f:
@@ -129,6 +129,38 @@ def _fetch_http(uri: str, dest: Path, what: str) -> Path:
     except (urllib.error.URLError, OSError) as e:
         raise InputError(f"{what}: cannot download: {getattr(e, 'reason', e)}") from e
     return target
+
+
+def under(root: Path, rel: str, what: str) -> Path:
+    """``root/rel``, refused unless it stays inside ``root``. An object key is chosen by whoever
+    writes the bucket: ``..`` segments, or a ``/`` right after the prefix (``Path("/w") / "/etc"``
+    is ``/etc``), would otherwise write anywhere the Job can, such as a shared output claim."""
+    base = root.resolve()
+    target = (root / rel).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise InputError(f"{what}: refusing object {rel!r}: it would be written outside the download "
+                         "directory; object names under the prefix must not start with '/' or "
+                         "contain '..' segments: rename it in the bucket")
+    return target
+
+
+def _download_prefix(objects: Iterable[tuple[str, Callable[[Path], None]]], prefix: str, dest: Path,
+                     name: str, what: str) -> Path:
+    """Download every ``(key, download_to)`` under ``prefix`` into ``dest/name`` (keys relative to
+    the prefix). Each target is checked by :func:`under` before anything is written."""
+    root = under(dest, name, what)
+    n = 0
+    for key, download_to in objects:
+        rel = key[len(prefix):]
+        if not rel or rel.endswith("/"):
+            continue
+        target = under(root, rel, what)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        download_to(target)
+        n += 1
+    if n == 0:
+        raise InputError(f"{what}: not found (no object and no objects under the prefix)")
+    return root
 
 
 def _s3_client(endpoint: str | None, for_output: bool = False):
@@ -186,7 +218,7 @@ def _fetch_s3(uri: str, dest: Path, endpoint: str | None, what: str) -> Path:
         if key and not key.endswith("/"):
             try:
                 s3.head_object(Bucket=bucket, Key=key)
-                target = dest / Path(key).name
+                target = under(dest, Path(key).name, what)
                 s3.download_file(bucket, key, str(target))
                 return target
             except ClientError as e:
@@ -195,20 +227,10 @@ def _fetch_s3(uri: str, dest: Path, endpoint: str | None, what: str) -> Path:
                     raise
         # a prefix: download everything under it (a SavedModel directory)
         prefix = key.rstrip("/") + "/" if key else ""
-        root = dest / (Path(key.rstrip("/")).name or bucket)
-        n = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix):]
-                if not rel or rel.endswith("/"):
-                    continue
-                t = root / rel
-                t.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, obj["Key"], str(t))
-                n += 1
-        if n == 0:
-            raise InputError(f"{what}: not found (no object and no objects under the prefix)")
-        return root
+        objects = ((obj["Key"], lambda t, k=obj["Key"]: s3.download_file(bucket, k, str(t)))
+                   for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                   for obj in page.get("Contents", []))
+        return _download_prefix(objects, prefix, dest, Path(key.rstrip("/")).name or bucket, what)
     except (ClientError, BotoCoreError) as e:
         raise _s3_error(e, what) from e
 
@@ -220,23 +242,13 @@ def _fetch_gs(uri: str, dest: Path, what: str) -> Path:
         bucket = client.bucket(bucket_name)
         blob = bucket.blob(key)
         if key and blob.exists():
-            target = dest / Path(key).name
+            target = under(dest, Path(key).name, what)
             blob.download_to_filename(str(target))
             return target
         prefix = key.rstrip("/") + "/"
-        root = dest / Path(key.rstrip("/")).name
-        n = 0
-        for b in client.list_blobs(bucket_name, prefix=prefix):
-            rel = b.name[len(prefix):]
-            if not rel or rel.endswith("/"):
-                continue
-            t = root / rel
-            t.parent.mkdir(parents=True, exist_ok=True)
-            b.download_to_filename(str(t))
-            n += 1
-        if n == 0:
-            raise InputError(f"{what}: not found")
-        return root
+        objects = ((b.name, lambda t, b=b: b.download_to_filename(str(t)))
+                   for b in client.list_blobs(bucket_name, prefix=prefix))
+        return _download_prefix(objects, prefix, dest, Path(key.rstrip("/")).name or bucket_name, what)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - google's error zoo; one line is what we owe
