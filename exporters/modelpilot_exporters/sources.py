@@ -6,7 +6,8 @@ Schemes:
 * ``pvc://<claim>/<path>`` - the Job mounts the claim at ``/mnt/pvc/<claim>``; the root is
   overridable by env ``MODELPILOT_PVC_ROOT`` so that a local directory can stand in.
 * ``http(s)://`` - downloaded with urllib; env ``HTTP_AUTHORIZATION`` becomes the
-  ``Authorization`` header.
+  ``Authorization`` header, sent over https:// only (unless env
+  ``HTTP_ALLOW_INSECURE_AUTHORIZATION=true``) and never to another origin after a redirect.
 * ``s3://bucket/key`` - boto3; ``endpoint`` overrides the endpoint (MinIO and friends);
   credentials from env ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (the Job gets them from
   ``spec.source.secretRef``). A key that names a "directory" (a prefix) is downloaded whole,
@@ -112,14 +113,38 @@ def _maybe_unpack(p: Path, workdir: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else out
 
 
+INSECURE_AUTHORIZATION_ENV = "HTTP_ALLOW_INSECURE_AUTHORIZATION"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    u = urllib.parse.urlsplit(url)
+    return u.scheme.lower(), (u.hostname or "").lower(), u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
+
+
+class _SameOriginAuthorization(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but send ``Authorization`` only to the origin it was given for (what
+    requests and curl do). A presigned URL on another host then works, and sees no credentials."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
 def _fetch_http(uri: str, dest: Path, what: str) -> Path:
     headers = {"User-Agent": "modelpilot-export"}
     if os.environ.get("HTTP_AUTHORIZATION"):
+        if _origin(uri)[0] == "http" and os.environ.get(INSECURE_AUTHORIZATION_ENV, "").lower() != "true":
+            raise InputError(f"{what}: refusing to send HTTP_AUTHORIZATION (from the secretRef's Secret) "
+                             "over plain http://, where anyone on the way can read it: use https://, or "
+                             f"add {INSECURE_AUTHORIZATION_ENV}=true to that Secret to allow it")
         headers["Authorization"] = os.environ["HTTP_AUTHORIZATION"]
     target = under(dest, Path(urllib.parse.urlparse(uri).path).name or "download", what)
     req = urllib.request.Request(uri, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=60) as r, open(target, "wb") as f:
+        with urllib.request.build_opener(_SameOriginAuthorization).open(req, timeout=60) as r, \
+                open(target, "wb") as f:
             shutil.copyfileobj(r, f, 1 << 20)
     except urllib.error.HTTPError as e:
         reason = {401: "unauthorized (check HTTP_AUTHORIZATION from secretRef)",

@@ -1,9 +1,13 @@
 """What a model's source may do to the export Job, over real transports (docs/security.md, "Model
-files and sources"): object keys that climb out of the download directory (moto's S3 server)."""
+files and sources"): object keys that climb out of the download directory (moto's S3 server), and
+credentials sent where they do not belong (two local HTTP servers on 127.0.0.1 are two origins)."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -49,3 +53,76 @@ def test_prefix_keys_cannot_write_outside_the_download_directory(s3, s3_server, 
     got = sources.fetch(f"s3://{bucket}/sm", work, endpoint=s3_server)
     assert [p.relative_to(got).as_posix() for p in got.rglob("*")] == ["saved_model.pb"]
 
+
+@contextmanager
+def http_server(routes):
+    """A real HTTP server on 127.0.0.1. ``routes(path, headers)`` returns (status, headers, body);
+    every request's path and headers are recorded in the yielded ``seen`` list."""
+    seen: list[tuple[str, dict]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, dict(self.headers)))
+            status, headers, body = routes(self.path, self.headers)
+            self.send_response(status)
+            for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a, **k):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", seen
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_authorization_stays_with_its_origin_and_presigned_redirects_work(tmp_path, monkeypatch):
+    """The model server answers an authorized request with a redirect to a presigned URL on
+    another origin (object storage). That origin must not see the Secret; and like S3 it refuses a
+    request that carries an Authorization header next to a presigned query (two auth mechanisms)."""
+    monkeypatch.setenv("HTTP_AUTHORIZATION", "Bearer s3cret")
+    monkeypatch.setenv("HTTP_ALLOW_INSECURE_AUTHORIZATION", "true")  # both servers are plain http
+
+    def storage(path, headers):
+        if headers.get("Authorization"):
+            return 400, {}, b"Only one auth mechanism allowed"
+        return 200, {}, b"weights"
+
+    with http_server(storage) as (store, store_seen):
+        presigned = f"{store}/bucket/model.onnx?X-Amz-Signature=abc&X-Amz-Expires=60"
+
+        def registry(path, headers):
+            if headers.get("Authorization") != "Bearer s3cret":
+                return 401, {}, b""
+            if path == "/same-origin":
+                return 302, {"Location": "/model.onnx"}, b""
+            return (302, {"Location": presigned}, b"") if path == "/model.onnx" else (404, {}, b"")
+
+        with http_server(registry) as (reg, reg_seen):
+            got = sources.fetch(f"{reg}/same-origin", tmp_path / "work")
+    assert got.name == "same-origin" and got.read_bytes() == b"weights"
+    assert [(p, h.get("Authorization")) for p, h in reg_seen] == [
+        ("/same-origin", "Bearer s3cret"), ("/model.onnx", "Bearer s3cret")]
+    assert [(p, h.get("Authorization")) for p, h in store_seen] == [
+        ("/bucket/model.onnx?X-Amz-Signature=abc&X-Amz-Expires=60", None)]
+
+
+def test_credentials_are_not_sent_over_plain_http_unless_allowed(tmp_path, monkeypatch):
+    monkeypatch.setenv("HTTP_AUTHORIZATION", "Bearer s3cret")
+    with http_server(lambda path, headers: (200, {}, b"weights")) as (base, seen):
+        with pytest.raises(InputError) as e:
+            sources.fetch(f"{base}/m.onnx", tmp_path / "work", field="spec.model.uri")
+        assert seen == []
+        assert str(e.value) == (
+            f"spec.model.uri: {base}/m.onnx: refusing to send HTTP_AUTHORIZATION (from the secretRef's "
+            "Secret) over plain http://, where anyone on the way can read it: use https://, or add "
+            "HTTP_ALLOW_INSECURE_AUTHORIZATION=true to that Secret to allow it")
+        monkeypatch.setenv("HTTP_ALLOW_INSECURE_AUTHORIZATION", "true")
+        assert sources.fetch(f"{base}/m.onnx", tmp_path / "work").read_bytes() == b"weights"
+        assert [h.get("Authorization") for _, h in seen] == ["Bearer s3cret"]

@@ -82,6 +82,9 @@ def test_http_authorization(export, models, tmp_path, monkeypatch):
         assert r.term["message"] == f"spec.source.uri: {uri}: HTTP 401 unauthorized (check HTTP_AUTHORIZATION from secretRef)"
         monkeypatch.setenv("HTTP_AUTHORIZATION", "Bearer s3cret")
         r = export(spec)
+        assert r.rc == 2 and "refusing to send HTTP_AUTHORIZATION" in r.term["message"]
+        monkeypatch.setenv("HTTP_ALLOW_INSECURE_AUTHORIZATION", "true")  # this server is plain http
+        r = export(spec)
         assert r.rc == 0, r.stderr
     finally:
         srv.shutdown()
