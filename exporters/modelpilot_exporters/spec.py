@@ -48,6 +48,7 @@ class Source:
     factory: str | None = None
     endpoint: str | None = None
     secret_name: str | None = None
+    allow_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,9 +190,12 @@ def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) ->
         raise SpecError("spec.source.pytorch.factory",
                         f"expected \"package.module:callable\", got {factory!r}")
     secret = _get(src, "secretRef", "spec.source.secretRef", dict, default={})
+    allow_pickle = _get(src, "allowPickle", "spec.source.allowPickle", bool, default=False)
+    if allow_pickle and fmt != "pytorch":
+        raise SpecError("spec.source.allowPickle", f"only applies to a pytorch source, not {fmt}: remove it")
     source = Source(uri=uri, format=fmt, loader=loader, factory=factory,
                     endpoint=_get(src, "endpoint", "spec.source.endpoint", str),
-                    secret_name=secret.get("name"))
+                    secret_name=secret.get("name"), allow_pickle=allow_pickle)
     # inputs
     raw_inputs = _get(spec, "inputs", "spec.inputs", list, required=True)
     if not raw_inputs:

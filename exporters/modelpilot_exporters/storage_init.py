@@ -26,7 +26,11 @@ Layout per format (``--format``; ``auto`` = the export's format, or guessed from
 * ``mar``: copied as it is.
 * ``torchscript``/``pt2`` with a ``--dest`` ending in ``.mar``: archived with torch-model-archiver,
   with :data:`HANDLER_SOURCE` as the handler and the IO signature (from the manifest, or
-  ``signature.json`` in ``--config-dir``) as an extra file.
+  ``signature.json`` in ``--config-dir``) as an extra file. The handler calls
+  ``torch.export.load``, which unpickles what the archive marks ``use_pickle``: a ``.pt2`` is
+  therefore inspected here first, and refused when it holds such entries, unless
+  ``--allow-pickle`` (``spec.model.allowPickle``). The .mar is built from the inspected file, in
+  the pod's own emptyDir, which only this init container writes.
 
 Every failure is ONE line naming the URI on stderr and in the termination message; exit code 2
 for bad input (not found, bad credentials, wrong layout), 1 for anything else.
@@ -43,7 +47,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import sources
+from . import pt2_archive, sources
 from .errors import EXIT_EXPORT_FAILED, ExporterError, ExportError, InputError, one_line
 from .manifest import digest_dir, sha256_file, write_termination_message
 
@@ -326,6 +330,8 @@ def run(args: argparse.Namespace) -> str:
             fmt = guess_format(src)
         if fmt not in FORMATS:
             raise InputError(f"{uri}: no runtime serves format {fmt}")
+        if fmt == "pt2":
+            pt2_archive.check(_single_file(src, fmt, uri)[0], args.allow_pickle, "spec.model.allowPickle", uri)
         place(src, fmt, dest, model_name=args.model_name or dest.name.split(".")[0], signature=signature,
               uri=uri, work=work)
         copied = copy_config(config_dir, repository) if config_dir else []
@@ -344,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model-name", help="the model's name in the server (names the .mar's model)")
     ap.add_argument("--manifest", help="manifest.json of the ModelExport, for export:// URIs")
     ap.add_argument("--endpoint", help="S3 endpoint override")
+    ap.add_argument("--allow-pickle", action="store_true",
+                    help="load a .pt2 even if it holds pickled entries (spec.model.allowPickle): they run code")
     ap.add_argument("--work-dir", default=None, help="scratch space (default: $TMPDIR)")
     args = ap.parse_args(argv)
     try:

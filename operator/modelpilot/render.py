@@ -125,6 +125,8 @@ def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: Ex
         args.append(f"--manifest={export.manifest_uri}")
     if md.model.endpoint:
         args.append(f"--endpoint={md.model.endpoint}")
+    if md.model.allow_pickle:
+        args.append("--allow-pickle")
     container: dict[str, Any] = {
         "name": "storage-initializer",
         "image": config.image_for("exporter"),

@@ -1,5 +1,5 @@
 """What a model's source may do to the export Job, over real transports (docs/security.md, "Model
-files and sources"): object keys that climb out of the download directory (moto's S3 server), and
+files and sources"): a .pt2 whose pickled weight runs code, object keys that climb out of the download directory (moto's S3 server), and
 credentials sent where they do not belong (two local HTTP servers on 127.0.0.1 are two origins)."""
 
 from __future__ import annotations
@@ -13,6 +13,29 @@ import pytest
 
 from modelpilot_exporters import sources
 from modelpilot_exporters.errors import InputError
+
+import mp_export_models as mm
+from conftest import MLP_INPUTS
+
+
+
+def test_a_pt2_with_a_pickled_weight_is_refused_unless_allowed(export, models, tmp_path):
+    """A real hostile .pt2: its first weight is marked use_pickle, and its pickle writes a marker
+    file. torch.export.load would run it (allowPickle: true shows that it does)."""
+    marker = tmp_path / "marker"
+    evil = mm.pickled_pt2(models["mlp_pt2"], tmp_path / "evil.pt2", marker)
+    spec = {"source": {"uri": f"file://{evil}", "format": "pytorch"}, "inputs": MLP_INPUTS,
+            "targets": [{"format": "onnx"}]}
+    r = export(spec)
+    assert not marker.exists()
+    assert r.rc == 2
+    assert r.term["message"] == (
+        f"spec.source.uri: file://{evil}: refusing to load: the .pt2 holds entries that run code when "
+        "loaded: data/weights/weight_0 (0.weight: marked use_pickle). Re-export it with plain tensors, "
+        "or set spec.source.allowPickle: true if you trust whoever wrote the file as you trust code you run")
+    spec["source"]["allowPickle"] = True
+    export(spec)
+    assert marker.read_text() == "pwned"
 
 
 @pytest.fixture

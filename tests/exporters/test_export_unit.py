@@ -68,6 +68,8 @@ def test_manifest_document_and_kind():
     ({"validation": {"samples": 0}}, "spec.validation.samples"),
     ({"validation": {"samplesUri": "file:///x.csv"}}, "spec.validation.samplesUri"),
     ({"output": {"uri": "http://x/y"}}, "spec.output.uri"),
+    ({"source": {"uri": "file:///m.onnx", "format": "onnx", "allowPickle": True}},
+     "spec.source.allowPickle: only applies to a pytorch source"),
 ])
 def test_errors_name_the_field(over, field):
     with pytest.raises(SpecError) as ei:
