@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelpilot.uris import redact_json
+
 from . import manifest as mf
 from . import sources
 from .errors import ExporterError, ExportError, InputError, SpecError, one_line
@@ -114,6 +116,7 @@ def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
         man["completedAt"] = _now()
         man["durationSeconds"] = round(time.perf_counter() - t0, 3)
         man["tools"] = mf.tool_versions()
+        man = redact_json(man)  # manifest.json is read by more people than the spec
         manifest_uri = None
         try:
             out_root.mkdir(parents=True, exist_ok=True)
@@ -131,6 +134,7 @@ def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
             errors.append(err)
             man["phase"] = "Failed"
             man["message"] = man["message"] if len(errors) > 1 else err.message
+    man = redact_json(man)
     term = mf.termination_message(man, manifest_uri)
     code = 0
     if errors:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelpilot.uris import redact_uri
+
 from .errors import SpecError
 
 SOURCE_FORMATS = ("pytorch", "tensorflow", "onnx")
@@ -249,6 +251,10 @@ def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) ->
         raise SpecError("spec.output.uri", f"unsupported output URI {out_uri!r}: use file://, "
                                            "pvc://<claim>/<path>, s3://bucket/prefix or gs://bucket/prefix")
     _uri(out_uri, "spec.output.uri")
+    if redact_uri(out_uri) != out_uri:
+        raise SpecError("spec.output.uri", "must not carry user info, a query string or a fragment: "
+                        "the artifact URIs in manifest.json and the status are built from it; "
+                        "credentials go in spec.output.secretRef")
     return ExportSpec(name=name, namespace=namespace, source=source, inputs=tuple(inputs),
                       targets=tuple(targets), validation=validation,
                       output_uri=out_uri.rstrip("/"),

@@ -47,6 +47,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from modelpilot.uris import redact_text
+
 from . import pt2_archive, sources
 from .errors import EXIT_EXPORT_FAILED, ExporterError, ExportError, InputError, one_line
 from .manifest import digest_dir, sha256_file, write_termination_message
@@ -355,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--work-dir", default=None, help="scratch space (default: $TMPDIR)")
     args = ap.parse_args(argv)
     try:
-        print(f"modelpilot-storage-init: {run(args)}", flush=True)
+        print(f"modelpilot-storage-init: {redact_text(run(args))}", flush=True)
         return 0
     except ExporterError as e:
         message, code = e.message, e.exit_code
@@ -363,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = one_line(f"{args.uri}: {e.strerror or e}: {e.filename or ''}"), EXIT_EXPORT_FAILED
     if "://" not in message:
         message = one_line(f"{args.uri}: {message}")
+    message = redact_text(message)
     write_termination_message(message)
     print(f"modelpilot-storage-init: error: {message}", file=sys.stderr, flush=True)
     return code

@@ -1,17 +1,20 @@
-"""What a model's source may do to the export Job, over real transports (docs/security.md, "Model
-files and sources"): a .pt2 whose pickled weight runs code, object keys that climb out of the download directory (moto's S3 server), and
-credentials sent where they do not belong (two local HTTP servers on 127.0.0.1 are two origins)."""
+"""What a model's source may do to the export Job and the storage initializer, over real transports
+(docs/security.md, "Model files and sources"): a .pt2 whose pickled weight runs code, object keys
+that climb out of the download directory (moto's S3 server), credentials sent where they do not
+belong (two local HTTP servers on 127.0.0.1 are two origins), and secrets in URIs copied into
+logs, termination messages and manifest.json."""
 
 from __future__ import annotations
 
 import http.server
+import shutil
 import threading
 import uuid
 from contextlib import contextmanager
 
 import pytest
 
-from modelpilot_exporters import sources
+from modelpilot_exporters import sources, storage_init
 from modelpilot_exporters.errors import InputError
 
 import mp_export_models as mm
@@ -149,3 +152,40 @@ def test_credentials_are_not_sent_over_plain_http_unless_allowed(tmp_path, monke
         monkeypatch.setenv("HTTP_ALLOW_INSECURE_AUTHORIZATION", "true")
         assert sources.fetch(f"{base}/m.onnx", tmp_path / "work").read_bytes() == b"weights"
         assert [h.get("Authorization") for _, h in seen] == ["Bearer s3cret"]
+
+
+def test_uris_are_redacted_in_logs_termination_messages_and_the_manifest(export, models, http_dir, tmp_path,
+                                                                         capsys, monkeypatch):
+    root, base = http_dir
+    shutil.copy(models["mlp_pt2"], root / "mlp.pt2")
+    shutil.copy(models["mlp_onnx"], root / "mlp.onnx")
+    presigned = f"{base}/mlp.pt2?X-Amz-Signature=s3cr3t&X-Amz-Expires=60"
+    r = export({"source": {"uri": presigned, "format": "pytorch"}, "inputs": MLP_INPUTS,
+                "targets": [{"format": "onnx"}]})
+    assert r.rc == 0, r.stderr
+    assert r.manifest["source"]["uri"] == f"{base}/mlp.pt2?X-Amz-Signature=REDACTED&X-Amz-Expires=REDACTED"
+    r = export({"source": {"uri": f"{base}/missing.pt2?token=s3cr3t", "format": "pytorch"},
+                "inputs": MLP_INPUTS, "targets": [{"format": "onnx"}]})
+    assert r.rc == 2
+    assert r.term["message"] == f"spec.source.uri: {base}/missing.pt2?token=REDACTED: HTTP 404 not found"
+    shown = [r.stderr, (r.out / "manifest.json").read_text(), (tmp_path / "test.term").read_text()]
+    # the storage initializer: its log line, its error and its termination message
+    term = tmp_path / "storage-init.term"
+    monkeypatch.setenv("MODELPILOT_TERMINATION_LOG", str(term))
+    for uri in (f"{base}/mlp.onnx?X-Amz-Signature=s3cr3t", f"{base}/nope.onnx?X-Amz-Signature=s3cr3t"):
+        storage_init.main([f"--uri={uri}", "--format=onnx", f"--repository={tmp_path}/models",
+                           f"--dest={tmp_path}/models/m/1/model.onnx"])
+    out = capsys.readouterr()
+    shown += [out.out, out.err, term.read_text()]
+    assert f"{base}/mlp.onnx?X-Amz-Signature=REDACTED (onnx) -> " in out.out
+    assert term.read_text() == f"spec.model.uri: {base}/nope.onnx?X-Amz-Signature=REDACTED: HTTP 404 not found"
+    assert [text for text in shown if "s3cr3t" in text] == []
+
+
+def test_an_output_uri_with_credentials_is_refused(export):
+    r = export({"source": {"uri": "file:///m.pt2", "format": "pytorch"}, "inputs": MLP_INPUTS,
+                "targets": [{"format": "onnx"}], "output": {"uri": "s3://b/out?token=s3cr3t"}})
+    assert r.rc == 2
+    assert r.term["message"] == ("spec.output.uri: must not carry user info, a query string or a fragment: "
+                                 "the artifact URIs in manifest.json and the status are built from it; "
+                                 "credentials go in spec.output.secretRef")
