@@ -148,7 +148,8 @@ def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
 def _prepare(ctx: _Ctx, man: dict) -> None:
     spec = ctx.spec
     with ctx.p.stage(f"fetch source {spec.source.uri}"):
-        ctx.src_path = sources.fetch(spec.source.uri, ctx.work / "src", endpoint=spec.source.endpoint)
+        ctx.src_path = sources.fetch(spec.source.uri, ctx.work / "src", endpoint=spec.source.endpoint,
+                                     limits=spec.source.limits)
     src = ctx.src_path
     if src.is_file():
         man["source"]["sha256"] = mf.sha256_file(src)
@@ -200,7 +201,7 @@ def _prepare(ctx: _Ctx, man: dict) -> None:
     with ctx.p.stage("prepare validation samples"):
         if v.samples_uri:
             path = sources.fetch(v.samples_uri, ctx.work / "samples", endpoint=spec.source.endpoint,
-                                 field="spec.validation.samplesUri")
+                                 field="spec.validation.samplesUri", limits=spec.source.limits)
             ctx.samples = samples_from_npz(path, spec.inputs, v.samples, "spec.validation.samplesUri")
             ctx.samples_source = v.samples_uri
         else:
@@ -252,7 +253,7 @@ def _calibration(ctx: _Ctx, t: Target) -> list[dict]:
         raise SpecError(f, f"{what} needs calibration data; set uri to an .npz or synthetic: true")
     if cal.uri:
         path = sources.fetch(cal.uri, ctx.work / f"cal-{t.index}", endpoint=ctx.spec.source.endpoint,
-                             field=f"{f}.uri")
+                             field=f"{f}.uri", limits=ctx.spec.source.limits)
         return samples_from_npz(path, ctx.spec.inputs, cal.samples, f"{f}.uri")
     ctx.p.warn(f"{t.path} ({t.name}): calibrating int8 on {cal.samples} synthetic samples from "
                "spec.inputs: scales fit random data, not yours; give calibration.uri for real accuracy")

@@ -153,13 +153,14 @@ def guess_format(path: Path) -> str:
     return guessed
 
 
-def resolve_export(uri: str, manifest_uri: str | None, fmt: str, work: Path, endpoint: str | None) -> dict[str, Any]:
+def resolve_export(uri: str, manifest_uri: str | None, fmt: str, work: Path, endpoint: str | None,
+                   limits: sources.Limits = sources.Limits()) -> dict[str, Any]:
     """The manifest target that `export://<name>[/<target>]` names: uri, format, signature, sha256."""
     name, _, target = uri[len("export://"):].partition("/")
     if not manifest_uri:
         raise InputError(f"{uri}: an export:// model needs --manifest (the ModelExport's status.manifestUri); "
                          "the export has not finished, or the operator could not read it")
-    path = sources.fetch(manifest_uri, work / "manifest", endpoint=endpoint, field="--manifest")
+    path = sources.fetch(manifest_uri, work / "manifest", endpoint=endpoint, field="--manifest", limits=limits)
     if path.is_dir():
         path = path / "manifest.json"
     try:
@@ -309,6 +310,15 @@ def _config_signature(config_dir: Path | None) -> dict | None:
     return None
 
 
+def _limits(args: argparse.Namespace) -> sources.Limits:
+    """spec.model.limits, as render.py passes them (each flag only when the spec sets it)."""
+    from .spec import parse_limits
+
+    raw = {k: v for k, v in (("maxDownloadSize", args.max_download_size), ("maxUnpackedSize", args.max_unpacked_size),
+                             ("maxFiles", args.max_files)) if v is not None}
+    return parse_limits(raw, "spec.model.limits")
+
+
 def run(args: argparse.Namespace) -> str:
     repository = Path(args.repository)
     dest = Path(args.dest)
@@ -317,16 +327,17 @@ def run(args: argparse.Namespace) -> str:
     if repository not in dest.parents:
         raise InputError(f"--dest {dest} is not inside --repository {repository}")
     config_dir = Path(args.config_dir) if args.config_dir else None
+    limits = _limits(args)
     work = Path(tempfile.mkdtemp(prefix="storage-init-", dir=args.work_dir))
     try:
         uri, fmt, sha256 = args.uri, args.format, None
         signature = _config_signature(config_dir)
         if uri.startswith("export://"):
-            target = resolve_export(uri, args.manifest, fmt, work, args.endpoint)
+            target = resolve_export(uri, args.manifest, fmt, work, args.endpoint, limits)
             uri, fmt, sha256 = target["uri"], target["format"], target.get("sha256")
             signature = target.get("signature") or signature
         field = args.uri if args.uri != uri else "spec.model.uri"
-        src = sources.fetch(uri, work / "src", endpoint=args.endpoint, field=field)
+        src = sources.fetch(uri, work / "src", endpoint=args.endpoint, field=field, limits=limits)
         _verify(src, sha256, uri)
         if fmt == "auto":
             fmt = guess_format(src)
@@ -352,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model-name", help="the model's name in the server (names the .mar's model)")
     ap.add_argument("--manifest", help="manifest.json of the ModelExport, for export:// URIs")
     ap.add_argument("--endpoint", help="S3 endpoint override")
+    ap.add_argument("--max-download-size", help="spec.model.limits.maxDownloadSize (a quantity, e.g. 50Gi)")
+    ap.add_argument("--max-unpacked-size", help="spec.model.limits.maxUnpackedSize (a quantity)")
+    ap.add_argument("--max-files", type=int, help="spec.model.limits.maxFiles")
     ap.add_argument("--allow-pickle", action="store_true",
                     help="load a .pt2 even if it holds pickled entries (spec.model.allowPickle): they run code")
     ap.add_argument("--work-dir", default=None, help="scratch space (default: $TMPDIR)")

@@ -1,15 +1,18 @@
 """What a model's source may do to the export Job and the storage initializer, over real transports
 (docs/security.md, "Model files and sources"): a .pt2 whose pickled weight runs code, object keys
 that climb out of the download directory (moto's S3 server), credentials sent where they do not
-belong (two local HTTP servers on 127.0.0.1 are two origins), and secrets in URIs copied into
-logs, termination messages and manifest.json."""
+belong (two local HTTP servers on 127.0.0.1 are two origins), secrets in URIs copied into logs,
+termination messages and manifest.json, and downloads and archives without a bound (zip bombs)."""
 
 from __future__ import annotations
 
 import http.server
+import io
 import shutil
+import tarfile
 import threading
 import uuid
+import zipfile
 from contextlib import contextmanager
 
 import pytest
@@ -189,3 +192,109 @@ def test_an_output_uri_with_credentials_is_refused(export):
     assert r.term["message"] == ("spec.output.uri: must not carry user info, a query string or a fragment: "
                                  "the artifact URIs in manifest.json and the status are built from it; "
                                  "credentials go in spec.output.secretRef")
+
+
+def _disk_bytes(root) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _zip_bomb(path, size=100 << 20):
+    """A real zip bomb in miniature: ~100 KiB on disk, 100 MiB once unpacked."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with z.open("sm/saved_model.pb", "w", force_zip64=True) as f:
+            for _ in range(size >> 20):
+                f.write(bytes(1 << 20))
+    return path
+
+
+def _tar_bomb(path, size=100 << 20):
+    with tarfile.open(path, "w:gz", compresslevel=1) as t:
+        info = tarfile.TarInfo("sm/saved_model.pb")
+        info.size = size
+        t.addfile(info, io.BytesIO(bytes(size)))
+    return path
+
+
+def test_archives_that_unpack_past_the_limits_are_refused_before_unpacking(export, tmp_path):
+    zbomb, tbomb = _zip_bomb(tmp_path / "bomb.zip"), _tar_bomb(tmp_path / "bomb.tar.gz")
+    assert zbomb.stat().st_size < 1 << 20 and tbomb.stat().st_size < 1 << 20
+    limits = sources.Limits(unpacked_bytes=64 << 20)
+    for bomb in (zbomb, tbomb):
+        work = tmp_path / f"work-{bomb.name}"
+        with pytest.raises(InputError) as e:
+            sources.fetch(f"file://{bomb}", work, limits=limits)
+        assert str(e.value) == (f"spec.source.uri: file://{bomb}: {bomb.name} unpacks to more than "
+                                "spec.source.limits.maxUnpackedSize (64Mi); raise "
+                                "spec.source.limits.maxUnpackedSize if the model really is that large")
+        assert _disk_bytes(work) == 0
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(30):
+            z.writestr(f"sm/variables/shard-{i}", b"x")
+    with pytest.raises(InputError, match=r"many.zip holds more files than spec.source.limits.maxFiles \(20\); raise"):
+        sources.fetch(f"file://{many}", tmp_path / "work-many", limits=sources.Limits(files=20))
+    # the field, through the export command; under the limit, the same archive unpacks as before
+    r = export({"source": {"uri": f"file://{zbomb}", "format": "tensorflow", "limits": {"maxUnpackedSize": "64Mi"}},
+                "inputs": [{"name": "x", "shape": [-1, 4]}], "targets": [{"format": "savedmodel"}]})
+    assert r.rc == 2 and "bomb.zip unpacks to more than spec.source.limits.maxUnpackedSize (64Mi)" in r.term["message"]
+    got = sources.fetch(f"file://{zbomb}", tmp_path / "work-ok", limits=sources.Limits(unpacked_bytes=128 << 20))
+    assert (got / "saved_model.pb").stat().st_size == 100 << 20
+
+
+def test_downloads_past_the_limit_are_refused(tmp_path, s3, s3_server, monkeypatch, capsys):
+    body = bytes(3 << 20)
+
+    def announced(path, headers):
+        return 200, {}, body
+
+    class Unannounced(http.server.BaseHTTPRequestHandler):
+        """HTTP/1.0 without Content-Length: the size is known only by reading."""
+
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a, **k):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unannounced)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    limits = sources.Limits(download_bytes=1 << 20)
+    want = ("the download is larger than spec.source.limits.maxDownloadSize (1Mi); raise "
+            "spec.source.limits.maxDownloadSize if the model really is that large")
+    try:
+        with http_server(announced) as (base, _):
+            for uri in (f"{base}/m.onnx", f"http://127.0.0.1:{srv.server_address[1]}/m.onnx"):
+                work = tmp_path / f"work-{len(list(tmp_path.iterdir()))}"
+                with pytest.raises(InputError) as e:
+                    sources.fetch(uri, work, limits=limits)
+                assert str(e.value) == f"spec.source.uri: {uri}: {want}"
+                assert _disk_bytes(work) <= 1 << 20
+            # the storage initializer, with the flags render.py derives from spec.model.limits
+            from modelpilot.api.modeldeployment import parse_model_deployment
+            from modelpilot.render import build_revision_deployment
+            from tests.unit.helpers import CONFIG, md
+
+            dep = parse_model_deployment(md(model={"uri": f"{base}/m.onnx", "format": "onnx",
+                                                   "limits": {"maxDownloadSize": "1Mi", "maxFiles": 5}}))
+            args = build_revision_deployment(dep, 1, CONFIG, 1)["spec"]["template"]["spec"]["initContainers"][0]["args"]
+            assert [a for a in args if a.startswith("--max-")] == ["--max-download-size=1Mi", "--max-files=5"]
+            rc = storage_init.main([f"--uri={base}/m.onnx", "--format=onnx", f"--repository={tmp_path}/models",
+                                    f"--dest={tmp_path}/models/m/1/model.onnx", "--max-download-size=1Mi"])
+            assert rc == 2
+            assert capsys.readouterr().err.strip().splitlines()[-1] == (  # before it: servers' broken pipes
+                f"modelpilot-storage-init: error: spec.model.uri: {base}/m.onnx: " + want.replace("spec.source", "spec.model"))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    # s3: one object, and a prefix whose objects add up past the limit
+    s3.create_bucket(Bucket="big")
+    s3.put_object(Bucket="big", Key="m.onnx", Body=body)
+    for i in range(3):
+        s3.put_object(Bucket="big", Key=f"sm/variables/part-{i}", Body=bytes(600 << 10))
+    for uri in ("s3://big/m.onnx", "s3://big/sm"):
+        with pytest.raises(InputError) as e:
+            sources.fetch(uri, tmp_path / "work-s3", endpoint=s3_server, limits=limits)
+        assert str(e.value) == f"spec.source.uri: {uri}: {want}"
+    assert _disk_bytes(tmp_path / "work-s3") <= 1 << 20
