@@ -12,7 +12,11 @@ small pickles. Most of it is data. Some entries are not, and ``torch.export.load
 
 An unpickler runs whatever callables the file names, so any of these lets the file's author run
 code wherever it is loaded: in the export Job (which holds the source Secret and a writable output
-volume) or in the serving pods. :func:`check` refuses such a file unless the spec opts in.
+volume) or in the serving pods. :func:`refusal` says why such a file must not be loaded unless the
+spec opts in.
+
+Standard library only (torch is imported lazily): the storage initializer also packs this file
+into the TorchServe archives it builds, where the handler checks the model again before loading.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ import io
 import json
 import zipfile
 from pathlib import Path
-
-from .errors import InputError
 
 AOTINDUCTOR_DIR = "data/aotinductor/"
 PAYLOAD_CONFIGS = {"_weights_config.json": "data/weights/", "_constants_config.json": "data/constants/"}
@@ -63,16 +65,16 @@ def executable_entries(path: Path) -> list[str]:
     return found
 
 
-def check(path: Path, allow_pickle: bool, field: str, uri: str) -> None:
-    """Refuse a ``.pt2`` that would run code when loaded, unless ``field`` (the spec's
-    ``allowPickle``) is true. ``uri`` is shown in the message (already redacted by the caller)."""
+def refusal(path: Path | str, allow_pickle: bool, field: str) -> str | None:
+    """Why the ``.pt2`` at ``path`` must not be loaded, or None. ``field`` is the spec's
+    ``allowPickle`` that would allow it."""
     try:
-        found = executable_entries(path)
+        found = executable_entries(Path(path))
     except (zipfile.BadZipFile, OSError, ValueError, AttributeError, TypeError, StopIteration) as e:
-        raise InputError(f"{uri}: not a readable .pt2 archive (torch.export.save writes a zip): "
-                         f"{type(e).__name__}: {e}") from e
-    if found and not allow_pickle:
-        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-        raise InputError(f"{uri}: refusing to load: the .pt2 holds entries that run code when loaded: "
-                         f"{'; '.join(found[:3])}{more}. Re-export it with plain tensors, or set "
-                         f"{field}: true if you trust whoever wrote the file as you trust code you run")
+        return f"not a readable .pt2 archive (torch.export.save writes a zip): {type(e).__name__}: {e}"
+    if not found or allow_pickle:
+        return None
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return (f"refusing to load: the .pt2 holds entries that run code when loaded: {'; '.join(found[:3])}{more}. "
+            f"Re-export it with plain tensors, or set {field}: true if you trust whoever wrote the file as you "
+            "trust code you run")

@@ -121,7 +121,9 @@ def load(path: Path, source: Source, inputs: Sequence[InputSpec]) -> TorchModel:
         path = cands[0]
     try:
         if source.loader == "exportedProgram":
-            pt2_archive.check(path, source.allow_pickle, "spec.source.allowPickle", what)
+            why = pt2_archive.refusal(path, source.allow_pickle, "spec.source.allowPickle")
+            if why:
+                raise InputError(f"{what}: {why}")
             obj = torch.export.load(str(path))
         elif source.loader == "torchscript":
             with warnings.catch_warnings():

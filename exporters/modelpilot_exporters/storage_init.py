@@ -29,8 +29,8 @@ Layout per format (``--format``; ``auto`` = the export's format, or guessed from
   ``signature.json`` in ``--config-dir``) as an extra file. The handler calls
   ``torch.export.load``, which unpickles what the archive marks ``use_pickle``: a ``.pt2`` is
   therefore inspected here first, and refused when it holds such entries, unless
-  ``--allow-pickle`` (``spec.model.allowPickle``). The .mar is built from the inspected file, in
-  the pod's own emptyDir, which only this init container writes.
+  ``--allow-pickle`` (``spec.model.allowPickle``). The handler checks again before loading, with
+  ``pt2_archive.py`` and ``modelpilot.json`` (the allowPickle setting) packed beside it.
 
 Every failure is ONE line naming the URI on stderr and in the termination message; exit code 2
 for bad input (not found, bad credentials, wrong layout), 1 for anything else.
@@ -55,6 +55,8 @@ from .manifest import digest_dir, sha256_file, write_termination_message
 
 SIGNATURE_FILE = "signature.json"
 HANDLER_FILE = "modelpilot_handler.py"
+PT2_CHECK_FILE = "pt2_archive.py"  # packed beside the handler: it checks a .pt2 before loading it
+OPTIONS_FILE = "modelpilot.json"  # {"allowPickle": ...} from spec.model.allowPickle
 FORMATS = ("onnx", "torchscript", "pt2", "savedmodel", "mar")
 
 # The TorchServe handler packed into every .mar that modelpilot builds. It is source text, not an
@@ -89,6 +91,7 @@ class ModelpilotTensorHandler:
         gpu = props.get("gpu_id")
         self.device = torch.device(f"cuda:{gpu}" if gpu is not None and torch.cuda.is_available() else "cpu")
         if path.endswith(".pt2"):
+            self._refuse_code_in(path, model_dir)
             self.model = torch.export.load(path).module().to(self.device)
         else:
             self.model = torch.jit.load(path, map_location=self.device)
@@ -98,6 +101,21 @@ class ModelpilotTensorHandler:
         self.inputs = sig.get("inputs") or []
         self.outputs = [o["name"] for o in sig.get("outputs") or []]
         self.initialized = True
+
+    @staticmethod
+    def _refuse_code_in(path, model_dir):
+        """torch.export.load unpickles what the archive marks use_pickle: check first, with the
+        modelpilot pt2_archive.py packed beside this handler (spec.model.allowPickle allows it)."""
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("modelpilot_pt2_archive", os.path.join(model_dir, "pt2_archive.py"))
+        check = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(check)
+        options_path = os.path.join(model_dir, "modelpilot.json")
+        options = json.load(open(options_path)) if os.path.exists(options_path) else {}
+        why = check.refusal(path, bool(options.get("allowPickle")), "spec.model.allowPickle")
+        if why:
+            raise RuntimeError(f"{os.path.basename(path)}: {why}")
 
     def _tensors(self, body):
         if isinstance(body, (bytes, bytearray)):
@@ -236,8 +254,10 @@ def _single_file(path: Path, fmt: str, uri: str) -> tuple[Path, list[Path]]:
     return files[0], extra
 
 
-def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dict | None, work: Path) -> None:
-    """Archive a TorchScript or torch.export model into `dest` with torch-model-archiver."""
+def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dict | None, work: Path,
+              allow_pickle: bool = False) -> None:
+    """Archive a TorchScript or torch.export model into `dest` with torch-model-archiver. Beside the
+    handler go pt2_archive.py and the spec's allowPickle, so that the handler checks a .pt2 again."""
     try:
         from model_archiver.model_archiver_config import ModelArchiverConfig
         from model_archiver.model_packaging import generate_model_archive
@@ -248,7 +268,9 @@ def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dic
     shutil.copyfile(model, serialized)
     handler = stage / HANDLER_FILE
     handler.write_text(HANDLER_SOURCE)
-    extra = []
+    shutil.copyfile(pt2_archive.__file__, stage / PT2_CHECK_FILE)
+    (stage / OPTIONS_FILE).write_text(json.dumps({"allowPickle": allow_pickle}))
+    extra = [str(stage / PT2_CHECK_FILE), str(stage / OPTIONS_FILE)]
     if signature:
         (stage / SIGNATURE_FILE).write_text(json.dumps(signature, indent=1))
         extra.append(str(stage / SIGNATURE_FILE))
@@ -265,14 +287,15 @@ def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dic
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def place(src: Path, fmt: str, dest: Path, *, model_name: str, signature: dict | None, uri: str, work: Path) -> None:
+def place(src: Path, fmt: str, dest: Path, *, model_name: str, signature: dict | None, uri: str, work: Path,
+          allow_pickle: bool = False) -> None:
     """Put the fetched artifact at `dest` in the runtime's layout."""
     _fresh(dest)
     if dest.name.endswith(".mar"):
         if fmt == "mar":
             shutil.copyfile(_single_file(src, fmt, uri)[0], dest)
         elif fmt in ("torchscript", "pt2"):
-            build_mar(_single_file(src, fmt, uri)[0], fmt, dest, model_name, signature, work)
+            build_mar(_single_file(src, fmt, uri)[0], fmt, dest, model_name, signature, work, allow_pickle)
         else:
             raise InputError(f"{uri}: TorchServe needs a mar, torchscript or pt2 model, not {fmt}")
     elif fmt == "savedmodel":
@@ -343,10 +366,12 @@ def run(args: argparse.Namespace) -> str:
             fmt = guess_format(src)
         if fmt not in FORMATS:
             raise InputError(f"{uri}: no runtime serves format {fmt}")
-        if fmt == "pt2":
-            pt2_archive.check(_single_file(src, fmt, uri)[0], args.allow_pickle, "spec.model.allowPickle", uri)
+        why = pt2_archive.refusal(_single_file(src, fmt, uri)[0], args.allow_pickle,
+                                  "spec.model.allowPickle") if fmt == "pt2" else None
+        if why:
+            raise InputError(f"{uri}: {why}")
         place(src, fmt, dest, model_name=args.model_name or dest.name.split(".")[0], signature=signature,
-              uri=uri, work=work)
+              uri=uri, work=work, allow_pickle=args.allow_pickle)
         copied = copy_config(config_dir, repository) if config_dir else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
