@@ -95,8 +95,12 @@ def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A directory served over real HTTP on 127.0.0.1: (directory, base URL). For http(s):// sources."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a, **k):  # the server's access log is not the code under test's output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{srv.server_address[1]}"

@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Sequence
 
+from modelpilot.uris import redact_text
+
 from .errors import EXIT_BAD_INPUT, InputError, SpecError
 from .manifest import write_termination_message, termination_message
 from .progress import Progress
@@ -73,16 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if res.phase == "Succeeded":
         progress.log(f"Succeeded: {res.message}; manifest {res.manifest_uri}")
     else:
-        print(f"modelpilot-export: error: {res.message}", file=sys.stderr, flush=True)
+        print(f"modelpilot-export: error: {redact_text(res.message)}", file=sys.stderr, flush=True)
     return res.exit_code
 
 
 def _fail_early(message: str, as_json: bool) -> None:
-    text = termination_message({"phase": "Failed", "message": message, "targets": []}, None)
+    text = termination_message({"phase": "Failed", "message": redact_text(message), "targets": []}, None)
     write_termination_message(text)
     if as_json:
         print(text)
-    print(f"modelpilot-export: error: {message}", file=sys.stderr, flush=True)
+    print(f"modelpilot-export: error: {redact_text(message)}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

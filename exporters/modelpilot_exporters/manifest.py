@@ -50,6 +50,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+from modelpilot.uris import redact_text
+
 TERMINATION_LIMIT = 4096
 TOOL_PACKAGES = ("modelpilot", "numpy", "torch", "onnx", "onnxruntime", "onnxscript", "tensorflow",
                  "tf2onnx", "boto3")
@@ -147,7 +149,7 @@ def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
 
 
 def write_termination_message(text: str) -> str | None:
-    """Write to env MODELPILOT_TERMINATION_LOG, else to /dev/termination-log when it exists (the
+    """Write ``text``, URIs redacted (it becomes status and Events), to env MODELPILOT_TERMINATION_LOG, else to /dev/termination-log when it exists (the
     kubelet creates it in a container; on a laptop it does not, and nothing is written).
     Skipped silently when not writable."""
     path = os.environ.get("MODELPILOT_TERMINATION_LOG")
@@ -157,7 +159,7 @@ def write_termination_message(text: str) -> str | None:
             return None
     try:
         with open(path, "w") as f:
-            f.write(text)
+            f.write(redact_text(text))
         return path
     except OSError:
         return None

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelpilot.uris import redact_json
+
 from . import manifest as mf
 from . import sources
 from .errors import ExporterError, ExportError, InputError, SpecError, one_line
@@ -114,6 +116,7 @@ def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
         man["completedAt"] = _now()
         man["durationSeconds"] = round(time.perf_counter() - t0, 3)
         man["tools"] = mf.tool_versions()
+        man = redact_json(man)  # manifest.json is read by more people than the spec
         manifest_uri = None
         try:
             out_root.mkdir(parents=True, exist_ok=True)
@@ -131,6 +134,7 @@ def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
             errors.append(err)
             man["phase"] = "Failed"
             man["message"] = man["message"] if len(errors) > 1 else err.message
+    man = redact_json(man)
     term = mf.termination_message(man, manifest_uri)
     code = 0
     if errors:
@@ -144,7 +148,8 @@ def run(spec: ExportSpec, progress: Progress | None = None) -> Result:
 def _prepare(ctx: _Ctx, man: dict) -> None:
     spec = ctx.spec
     with ctx.p.stage(f"fetch source {spec.source.uri}"):
-        ctx.src_path = sources.fetch(spec.source.uri, ctx.work / "src", endpoint=spec.source.endpoint)
+        ctx.src_path = sources.fetch(spec.source.uri, ctx.work / "src", endpoint=spec.source.endpoint,
+                                     limits=spec.source.limits)
     src = ctx.src_path
     if src.is_file():
         man["source"]["sha256"] = mf.sha256_file(src)
@@ -196,7 +201,7 @@ def _prepare(ctx: _Ctx, man: dict) -> None:
     with ctx.p.stage("prepare validation samples"):
         if v.samples_uri:
             path = sources.fetch(v.samples_uri, ctx.work / "samples", endpoint=spec.source.endpoint,
-                                 field="spec.validation.samplesUri")
+                                 field="spec.validation.samplesUri", limits=spec.source.limits)
             ctx.samples = samples_from_npz(path, spec.inputs, v.samples, "spec.validation.samplesUri")
             ctx.samples_source = v.samples_uri
         else:
@@ -248,7 +253,7 @@ def _calibration(ctx: _Ctx, t: Target) -> list[dict]:
         raise SpecError(f, f"{what} needs calibration data; set uri to an .npz or synthetic: true")
     if cal.uri:
         path = sources.fetch(cal.uri, ctx.work / f"cal-{t.index}", endpoint=ctx.spec.source.endpoint,
-                             field=f"{f}.uri")
+                             field=f"{f}.uri", limits=ctx.spec.source.limits)
         return samples_from_npz(path, ctx.spec.inputs, cal.samples, f"{f}.uri")
     ctx.p.warn(f"{t.path} ({t.name}): calibrating int8 on {cal.samples} synthetic samples from "
                "spec.inputs: scales fit random data, not yours; give calibration.uri for real accuracy")

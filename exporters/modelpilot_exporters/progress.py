@@ -1,7 +1,8 @@
 """Progress reporting on stderr: stage names and elapsed time.
 
 Lines look like ``[modelpilot-export +12.3s] onnx: validate ... done in 0.41s``. Nothing here
-touches stdout, so stdout stays free for machine-readable output.
+touches stdout, so stdout stays free for machine-readable output. URIs are redacted
+(modelpilot.uris): a presigned source URL must not end up in the Job's log.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import contextlib
 import sys
 import time
 from typing import Iterator, TextIO
+
+from modelpilot.uris import redact_text
 
 
 class Progress:
@@ -26,7 +29,7 @@ class Progress:
 
     def log(self, msg: str) -> None:
         if not self.quiet:
-            print(f"[modelpilot-export +{self.elapsed():.1f}s] {msg}", file=self.stream, flush=True)
+            print(f"[modelpilot-export +{self.elapsed():.1f}s] {redact_text(msg)}", file=self.stream, flush=True)
 
     def warn(self, msg: str) -> None:
         self.log(f"WARNING: {msg}")

@@ -2,7 +2,9 @@
 
 Loaders (``spec.source.pytorch.loader``):
 
-* ``exportedProgram`` - a ``.pt2`` file written by ``torch.export.save`` (default).
+* ``exportedProgram`` - a ``.pt2`` file written by ``torch.export.save`` (default). Refused before
+  loading when it holds pickled entries or native code, unless ``spec.source.allowPickle`` (see
+  pt2_archive.py).
 * ``torchscript`` - a TorchScript archive written by ``torch.jit.save``.
 * ``stateDict`` - ``spec.source.pytorch.factory`` (``"package.module:callable"``, importable in
   the exporter image or through ``PYTHONPATH``) builds the ``nn.Module``; the source file is its
@@ -30,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import pt2_archive
 from .errors import ExportError, InputError
 from .spec import InputSpec, Source
 from .validate import SEED, random_array
@@ -118,6 +121,9 @@ def load(path: Path, source: Source, inputs: Sequence[InputSpec]) -> TorchModel:
         path = cands[0]
     try:
         if source.loader == "exportedProgram":
+            why = pt2_archive.refusal(path, source.allow_pickle, "spec.source.allowPickle")
+            if why:
+                raise InputError(f"{what}: {why}")
             obj = torch.export.load(str(path))
         elif source.loader == "torchscript":
             with warnings.catch_warnings():

@@ -6,7 +6,8 @@ Schemes:
 * ``pvc://<claim>/<path>`` - the Job mounts the claim at ``/mnt/pvc/<claim>``; the root is
   overridable by env ``MODELPILOT_PVC_ROOT`` so that a local directory can stand in.
 * ``http(s)://`` - downloaded with urllib; env ``HTTP_AUTHORIZATION`` becomes the
-  ``Authorization`` header.
+  ``Authorization`` header, sent over https:// only (unless env
+  ``HTTP_ALLOW_INSECURE_AUTHORIZATION=true``) and never to another origin after a redirect.
 * ``s3://bucket/key`` - boto3; ``endpoint`` overrides the endpoint (MinIO and friends);
   credentials from env ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (the Job gets them from
   ``spec.source.secretRef``). A key that names a "directory" (a prefix) is downloaded whole,
@@ -15,25 +16,62 @@ Schemes:
   credentials from env ``GOOGLE_APPLICATION_CREDENTIALS_JSON``.
 
 Downloads ending in ``.tar``, ``.tar.gz``, ``.tgz`` or ``.zip`` are unpacked (a SavedModel over
-http is an archive). Every failure is an :class:`InputError` with ONE line naming the URI.
+http is an archive). :class:`Limits` bounds the bytes downloaded, and the bytes and files an
+archive unpacks to (a zip bomb), checked before they are written. Every failure is an
+:class:`InputError` with ONE line naming the URI.
 Outputs can go to ``file://``, ``pvc://`` or ``s3://``.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 from .errors import InputError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n} bytes"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one fetch may write to the pod's disk. ``field`` is where the spec sets
+    them (``spec.source.limits`` / ``spec.model.limits``), so that an error says how to raise one."""
+
+    download_bytes: int = 50 << 30
+    unpacked_bytes: int = 50 << 30
+    files: int = 10_000
+    field: str = "spec.source.limits"
+
+    def _refuse(self, what: str, excess: str, key: str, limit: str) -> InputError:
+        return InputError(f"{what}: {excess} {self.field}.{key} ({limit}); raise {self.field}.{key} "
+                          "if the model really is that large")
+
+    def check_download(self, total: int, what: str) -> None:
+        if total > self.download_bytes:
+            raise self._refuse(what, "the download is larger than", "maxDownloadSize", _size(self.download_bytes))
+
+    def check_files(self, n: int, what: str, where: str) -> None:
+        if n > self.files:
+            raise self._refuse(what, f"{where} holds more files than", "maxFiles", str(self.files))
+
+    def check_unpacked(self, total: int, what: str, name: str) -> None:
+        if total > self.unpacked_bytes:
+            raise self._refuse(what, f"{name} unpacks to more than", "maxUnpackedSize", _size(self.unpacked_bytes))
 
 
 def pvc_root() -> Path:
@@ -65,10 +103,12 @@ def _split_bucket(uri: str, scheme: str) -> tuple[str, str]:
     return bucket, key
 
 
-def fetch(uri: str, workdir: Path, *, endpoint: str | None = None, field: str = "spec.source.uri") -> Path:
+def fetch(uri: str, workdir: Path, *, endpoint: str | None = None, field: str = "spec.source.uri",
+          limits: Limits = Limits()) -> Path:
     """Make ``uri`` available locally and return its path (a file or a directory).
 
     Local URIs are returned in place (no copy). Remote ones are downloaded under ``workdir``.
+    Downloads and archives are bounded by ``limits``.
     """
     what = f"{field}: {uri}"
     if is_local(uri):
@@ -78,21 +118,39 @@ def fetch(uri: str, workdir: Path, *, endpoint: str | None = None, field: str = 
             if uri.startswith("pvc://"):
                 hint = f" (looked at {p}; the claim is mounted under MODELPILOT_PVC_ROOT={pvc_root()})"
             raise InputError(f"{what}: not found{hint}")
-        return _maybe_unpack(p, workdir) if p.is_file() else p
+        return _maybe_unpack(p, workdir, limits, what) if p.is_file() else p
     workdir.mkdir(parents=True, exist_ok=True)
     dest = Path(tempfile.mkdtemp(prefix="src-", dir=workdir))
     if uri.startswith(("http://", "https://")):
-        p = _fetch_http(uri, dest, what)
+        p = _fetch_http(uri, dest, what, limits)
     elif uri.startswith("s3://"):
-        p = _fetch_s3(uri, dest, endpoint, what)
+        p = _fetch_s3(uri, dest, endpoint, what, limits)
     elif uri.startswith("gs://"):
-        p = _fetch_gs(uri, dest, what)
+        p = _fetch_gs(uri, dest, what, limits)
     else:
         raise InputError(f"{what}: unsupported URI scheme")
-    return _maybe_unpack(p, workdir) if p.is_file() else p
+    return _maybe_unpack(p, workdir, limits, what) if p.is_file() else p
 
 
-def _maybe_unpack(p: Path, workdir: Path) -> Path:
+def _zip_members(z: zipfile.ZipFile, limits: Limits, what: str, name: str) -> None:
+    """Check a zip's declared sizes (zipfile never writes more than a member declares)."""
+    infos = z.infolist()
+    limits.check_files(len(infos), what, name)
+    limits.check_unpacked(sum(i.file_size for i in infos), what, name)
+
+
+def _tar_members(t: tarfile.TarFile, limits: Limits, what: str, name: str) -> None:
+    """Walk a tar's headers, stopping as soon as a limit is passed (a compressed tar is read, not
+    written, to find them)."""
+    n = total = 0
+    for member in t:
+        n += 1
+        total += member.size
+        limits.check_files(n, what, name)
+        limits.check_unpacked(total, what, name)
+
+
+def _maybe_unpack(p: Path, workdir: Path, limits: Limits, what: str) -> Path:
     name = p.name.lower()
     if not name.endswith(ARCHIVE_SUFFIXES):
         return p
@@ -101,9 +159,11 @@ def _maybe_unpack(p: Path, workdir: Path) -> Path:
     try:
         if name.endswith(".zip"):
             with zipfile.ZipFile(p) as z:
+                _zip_members(z, limits, what, p.name)
                 z.extractall(out)
         else:
             with tarfile.open(p) as t:
+                _tar_members(t, limits, what, p.name)
                 t.extractall(out, filter="data")
     except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
         raise InputError(f"cannot unpack {p.name}: {e}") from e
@@ -111,16 +171,51 @@ def _maybe_unpack(p: Path, workdir: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else out
 
 
-def _fetch_http(uri: str, dest: Path, what: str) -> Path:
+INSECURE_AUTHORIZATION_ENV = "HTTP_ALLOW_INSECURE_AUTHORIZATION"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    u = urllib.parse.urlsplit(url)
+    return u.scheme.lower(), (u.hostname or "").lower(), u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
+
+
+class _SameOriginAuthorization(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but send ``Authorization`` only to the origin it was given for (what
+    requests and curl do). A presigned URL on another host then works, and sees no credentials."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _copy_bounded(r, f, limits: Limits, what: str) -> None:
+    """Copy the response to ``f``, never more than ``limits.download_bytes``."""
+    length = r.headers.get("Content-Length")
+    if length and length.isdigit():
+        limits.check_download(int(length), what)
+    total = 0
+    while chunk := r.read(1 << 20):
+        total += len(chunk)
+        limits.check_download(total, what)  # a server may send more than it announced, or no length
+        f.write(chunk)
+
+
+def _fetch_http(uri: str, dest: Path, what: str, limits: Limits) -> Path:
     headers = {"User-Agent": "modelpilot-export"}
     if os.environ.get("HTTP_AUTHORIZATION"):
+        if _origin(uri)[0] == "http" and os.environ.get(INSECURE_AUTHORIZATION_ENV, "").lower() != "true":
+            raise InputError(f"{what}: refusing to send HTTP_AUTHORIZATION (from the secretRef's Secret) "
+                             "over plain http://, where anyone on the way can read it: use https://, or "
+                             f"add {INSECURE_AUTHORIZATION_ENV}=true to that Secret to allow it")
         headers["Authorization"] = os.environ["HTTP_AUTHORIZATION"]
-    name = Path(urllib.parse.urlparse(uri).path).name or "download"
-    target = dest / name
+    target = under(dest, Path(urllib.parse.urlparse(uri).path).name or "download", what)
     req = urllib.request.Request(uri, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=60) as r, open(target, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
+        with urllib.request.build_opener(_SameOriginAuthorization).open(req, timeout=60) as r, \
+                open(target, "wb") as f:
+            _copy_bounded(r, f, limits, what)
     except urllib.error.HTTPError as e:
         reason = {401: "unauthorized (check HTTP_AUTHORIZATION from secretRef)",
                   403: "forbidden (check HTTP_AUTHORIZATION from secretRef)",
@@ -129,6 +224,42 @@ def _fetch_http(uri: str, dest: Path, what: str) -> Path:
     except (urllib.error.URLError, OSError) as e:
         raise InputError(f"{what}: cannot download: {getattr(e, 'reason', e)}") from e
     return target
+
+
+def under(root: Path, rel: str, what: str) -> Path:
+    """``root/rel``, refused unless it stays inside ``root``. An object key is chosen by whoever
+    writes the bucket: ``..`` segments, or a ``/`` right after the prefix (``Path("/w") / "/etc"``
+    is ``/etc``), would otherwise write anywhere the Job can, such as a shared output claim."""
+    base = root.resolve()
+    target = (root / rel).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise InputError(f"{what}: refusing object {rel!r}: it would be written outside the download "
+                         "directory; object names under the prefix must not start with '/' or "
+                         "contain '..' segments: rename it in the bucket")
+    return target
+
+
+def _download_prefix(objects: Iterable[tuple[str, int, Callable[[Path], None]]], prefix: str, dest: Path,
+                     name: str, what: str, limits: Limits) -> Path:
+    """Download every ``(key, size, download_to)`` under ``prefix`` into ``dest/name`` (keys
+    relative to the prefix). Each target is checked by :func:`under`, and the running totals by
+    ``limits``, before anything is written."""
+    root = under(dest, name, what)
+    n = total = 0
+    for key, size, download_to in objects:
+        rel = key[len(prefix):]
+        if not rel or rel.endswith("/"):
+            continue
+        total += size
+        limits.check_download(total, what)
+        limits.check_files(n + 1, what, "the prefix")
+        target = under(root, rel, what)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        download_to(target)
+        n += 1
+    if n == 0:
+        raise InputError(f"{what}: not found (no object and no objects under the prefix)")
+    return root
 
 
 def _s3_client(endpoint: str | None, for_output: bool = False):
@@ -175,7 +306,7 @@ def _s3_error(e: Exception, what: str) -> InputError:
     return InputError(f"{what}: {type(e).__name__}: {e}")
 
 
-def _fetch_s3(uri: str, dest: Path, endpoint: str | None, what: str) -> Path:
+def _fetch_s3(uri: str, dest: Path, endpoint: str | None, what: str, limits: Limits) -> Path:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = _split_bucket(uri, "s3://")
@@ -185,8 +316,9 @@ def _fetch_s3(uri: str, dest: Path, endpoint: str | None, what: str) -> Path:
     try:
         if key and not key.endswith("/"):
             try:
-                s3.head_object(Bucket=bucket, Key=key)
-                target = dest / Path(key).name
+                head = s3.head_object(Bucket=bucket, Key=key)
+                limits.check_download(int(head.get("ContentLength") or 0), what)
+                target = under(dest, Path(key).name, what)
                 s3.download_file(bucket, key, str(target))
                 return target
             except ClientError as e:
@@ -195,48 +327,30 @@ def _fetch_s3(uri: str, dest: Path, endpoint: str | None, what: str) -> Path:
                     raise
         # a prefix: download everything under it (a SavedModel directory)
         prefix = key.rstrip("/") + "/" if key else ""
-        root = dest / (Path(key.rstrip("/")).name or bucket)
-        n = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix):]
-                if not rel or rel.endswith("/"):
-                    continue
-                t = root / rel
-                t.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, obj["Key"], str(t))
-                n += 1
-        if n == 0:
-            raise InputError(f"{what}: not found (no object and no objects under the prefix)")
-        return root
+        objects = ((obj["Key"], int(obj.get("Size") or 0), lambda t, k=obj["Key"]: s3.download_file(bucket, k, str(t)))
+                   for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                   for obj in page.get("Contents", []))
+        return _download_prefix(objects, prefix, dest, Path(key.rstrip("/")).name or bucket, what, limits)
     except (ClientError, BotoCoreError) as e:
         raise _s3_error(e, what) from e
 
 
-def _fetch_gs(uri: str, dest: Path, what: str) -> Path:
+def _fetch_gs(uri: str, dest: Path, what: str, limits: Limits) -> Path:
     client = _gs_client(what)
     bucket_name, key = _split_bucket(uri, "gs://")
     try:
         bucket = client.bucket(bucket_name)
         blob = bucket.blob(key)
         if key and blob.exists():
-            target = dest / Path(key).name
+            blob.reload()
+            limits.check_download(int(blob.size or 0), what)
+            target = under(dest, Path(key).name, what)
             blob.download_to_filename(str(target))
             return target
         prefix = key.rstrip("/") + "/"
-        root = dest / Path(key.rstrip("/")).name
-        n = 0
-        for b in client.list_blobs(bucket_name, prefix=prefix):
-            rel = b.name[len(prefix):]
-            if not rel or rel.endswith("/"):
-                continue
-            t = root / rel
-            t.parent.mkdir(parents=True, exist_ok=True)
-            b.download_to_filename(str(t))
-            n += 1
-        if n == 0:
-            raise InputError(f"{what}: not found")
-        return root
+        objects = ((b.name, int(b.size or 0), lambda t, b=b: b.download_to_filename(str(t)))
+                   for b in client.list_blobs(bucket_name, prefix=prefix))
+        return _download_prefix(objects, prefix, dest, Path(key.rstrip("/")).name or bucket_name, what, limits)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - google's error zoo; one line is what we owe

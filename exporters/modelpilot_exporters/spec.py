@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelpilot.uris import redact_uri
+
 from .errors import SpecError
+from .sources import Limits
 
 SOURCE_FORMATS = ("pytorch", "tensorflow", "onnx")
 TARGET_FORMATS = ("onnx", "torchscript", "pt2", "savedmodel", "tflite")
@@ -48,6 +51,8 @@ class Source:
     factory: str | None = None
     endpoint: str | None = None
     secret_name: str | None = None
+    allow_pickle: bool = False
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,30 @@ def _uri(v: str, path: str, suffix: str | None = None) -> str:
     return v
 
 
+def _bytes(v: Any, path: str) -> int:
+    from modelpilot.placement import parse_quantity
+
+    try:
+        n = int(parse_quantity(v))
+    except ValueError:
+        raise SpecError(path, f"must be a size such as 20Gi or 500Mi; got {v!r}") from None
+    if n < 1:
+        raise SpecError(path, f"must be positive; got {v!r}")
+    return n
+
+
+def parse_limits(raw: dict, path: str) -> Limits:
+    """``limits`` of spec.source (ModelExport) or spec.model (ModelDeployment): every bound on
+    what a download may write, each defaulted."""
+    d = Limits()
+    files = _get(raw, "maxFiles", f"{path}.maxFiles", int, default=d.files)
+    if files < 1:
+        raise SpecError(f"{path}.maxFiles", f"must be >= 1; got {files}")
+    return Limits(download_bytes=_bytes(raw.get("maxDownloadSize", d.download_bytes), f"{path}.maxDownloadSize"),
+                  unpacked_bytes=_bytes(raw.get("maxUnpackedSize", d.unpacked_bytes), f"{path}.maxUnpackedSize"),
+                  files=files, field=path)
+
+
 def parse_manifest(doc: Any) -> ExportSpec:
     """Parse a whole ModelExport document (``apiVersion``/``kind``/``metadata``/``spec``).
 
@@ -189,9 +218,14 @@ def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) ->
         raise SpecError("spec.source.pytorch.factory",
                         f"expected \"package.module:callable\", got {factory!r}")
     secret = _get(src, "secretRef", "spec.source.secretRef", dict, default={})
+    allow_pickle = _get(src, "allowPickle", "spec.source.allowPickle", bool, default=False)
+    if allow_pickle and fmt != "pytorch":
+        raise SpecError("spec.source.allowPickle", f"only applies to a pytorch source, not {fmt}: remove it")
     source = Source(uri=uri, format=fmt, loader=loader, factory=factory,
                     endpoint=_get(src, "endpoint", "spec.source.endpoint", str),
-                    secret_name=secret.get("name"))
+                    secret_name=secret.get("name"), allow_pickle=allow_pickle,
+                    limits=parse_limits(_get(src, "limits", "spec.source.limits", dict, default={}),
+                                        "spec.source.limits"))
     # inputs
     raw_inputs = _get(spec, "inputs", "spec.inputs", list, required=True)
     if not raw_inputs:
@@ -245,6 +279,10 @@ def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) ->
         raise SpecError("spec.output.uri", f"unsupported output URI {out_uri!r}: use file://, "
                                            "pvc://<claim>/<path>, s3://bucket/prefix or gs://bucket/prefix")
     _uri(out_uri, "spec.output.uri")
+    if redact_uri(out_uri) != out_uri:
+        raise SpecError("spec.output.uri", "must not carry user info, a query string or a fragment: "
+                        "the artifact URIs in manifest.json and the status are built from it; "
+                        "credentials go in spec.output.secretRef")
     return ExportSpec(name=name, namespace=namespace, source=source, inputs=tuple(inputs),
                       targets=tuple(targets), validation=validation,
                       output_uri=out_uri.rstrip("/"),

@@ -26,7 +26,11 @@ Layout per format (``--format``; ``auto`` = the export's format, or guessed from
 * ``mar``: copied as it is.
 * ``torchscript``/``pt2`` with a ``--dest`` ending in ``.mar``: archived with torch-model-archiver,
   with :data:`HANDLER_SOURCE` as the handler and the IO signature (from the manifest, or
-  ``signature.json`` in ``--config-dir``) as an extra file.
+  ``signature.json`` in ``--config-dir``) as an extra file. The handler calls
+  ``torch.export.load``, which unpickles what the archive marks ``use_pickle``: a ``.pt2`` is
+  therefore inspected here first, and refused when it holds such entries, unless
+  ``--allow-pickle`` (``spec.model.allowPickle``). The handler checks again before loading, with
+  ``pt2_archive.py`` and ``modelpilot.json`` (the allowPickle setting) packed beside it.
 
 Every failure is ONE line naming the URI on stderr and in the termination message; exit code 2
 for bad input (not found, bad credentials, wrong layout), 1 for anything else.
@@ -43,12 +47,16 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import sources
+from modelpilot.uris import redact_text
+
+from . import pt2_archive, sources
 from .errors import EXIT_EXPORT_FAILED, ExporterError, ExportError, InputError, one_line
 from .manifest import digest_dir, sha256_file, write_termination_message
 
 SIGNATURE_FILE = "signature.json"
 HANDLER_FILE = "modelpilot_handler.py"
+PT2_CHECK_FILE = "pt2_archive.py"  # packed beside the handler: it checks a .pt2 before loading it
+OPTIONS_FILE = "modelpilot.json"  # {"allowPickle": ...} from spec.model.allowPickle
 FORMATS = ("onnx", "torchscript", "pt2", "savedmodel", "mar")
 
 # The TorchServe handler packed into every .mar that modelpilot builds. It is source text, not an
@@ -83,6 +91,7 @@ class ModelpilotTensorHandler:
         gpu = props.get("gpu_id")
         self.device = torch.device(f"cuda:{gpu}" if gpu is not None and torch.cuda.is_available() else "cpu")
         if path.endswith(".pt2"):
+            self._refuse_code_in(path, model_dir)
             self.model = torch.export.load(path).module().to(self.device)
         else:
             self.model = torch.jit.load(path, map_location=self.device)
@@ -92,6 +101,21 @@ class ModelpilotTensorHandler:
         self.inputs = sig.get("inputs") or []
         self.outputs = [o["name"] for o in sig.get("outputs") or []]
         self.initialized = True
+
+    @staticmethod
+    def _refuse_code_in(path, model_dir):
+        """torch.export.load unpickles what the archive marks use_pickle: check first, with the
+        modelpilot pt2_archive.py packed beside this handler (spec.model.allowPickle allows it)."""
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("modelpilot_pt2_archive", os.path.join(model_dir, "pt2_archive.py"))
+        check = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(check)
+        options_path = os.path.join(model_dir, "modelpilot.json")
+        options = json.load(open(options_path)) if os.path.exists(options_path) else {}
+        why = check.refusal(path, bool(options.get("allowPickle")), "spec.model.allowPickle")
+        if why:
+            raise RuntimeError(f"{os.path.basename(path)}: {why}")
 
     def _tensors(self, body):
         if isinstance(body, (bytes, bytearray)):
@@ -147,13 +171,14 @@ def guess_format(path: Path) -> str:
     return guessed
 
 
-def resolve_export(uri: str, manifest_uri: str | None, fmt: str, work: Path, endpoint: str | None) -> dict[str, Any]:
+def resolve_export(uri: str, manifest_uri: str | None, fmt: str, work: Path, endpoint: str | None,
+                   limits: sources.Limits = sources.Limits()) -> dict[str, Any]:
     """The manifest target that `export://<name>[/<target>]` names: uri, format, signature, sha256."""
     name, _, target = uri[len("export://"):].partition("/")
     if not manifest_uri:
         raise InputError(f"{uri}: an export:// model needs --manifest (the ModelExport's status.manifestUri); "
                          "the export has not finished, or the operator could not read it")
-    path = sources.fetch(manifest_uri, work / "manifest", endpoint=endpoint, field="--manifest")
+    path = sources.fetch(manifest_uri, work / "manifest", endpoint=endpoint, field="--manifest", limits=limits)
     if path.is_dir():
         path = path / "manifest.json"
     try:
@@ -229,8 +254,10 @@ def _single_file(path: Path, fmt: str, uri: str) -> tuple[Path, list[Path]]:
     return files[0], extra
 
 
-def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dict | None, work: Path) -> None:
-    """Archive a TorchScript or torch.export model into `dest` with torch-model-archiver."""
+def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dict | None, work: Path,
+              allow_pickle: bool = False) -> None:
+    """Archive a TorchScript or torch.export model into `dest` with torch-model-archiver. Beside the
+    handler go pt2_archive.py and the spec's allowPickle, so that the handler checks a .pt2 again."""
     try:
         from model_archiver.model_archiver_config import ModelArchiverConfig
         from model_archiver.model_packaging import generate_model_archive
@@ -241,7 +268,9 @@ def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dic
     shutil.copyfile(model, serialized)
     handler = stage / HANDLER_FILE
     handler.write_text(HANDLER_SOURCE)
-    extra = []
+    shutil.copyfile(pt2_archive.__file__, stage / PT2_CHECK_FILE)
+    (stage / OPTIONS_FILE).write_text(json.dumps({"allowPickle": allow_pickle}))
+    extra = [str(stage / PT2_CHECK_FILE), str(stage / OPTIONS_FILE)]
     if signature:
         (stage / SIGNATURE_FILE).write_text(json.dumps(signature, indent=1))
         extra.append(str(stage / SIGNATURE_FILE))
@@ -258,14 +287,15 @@ def build_mar(model: Path, fmt: str, dest: Path, model_name: str, signature: dic
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def place(src: Path, fmt: str, dest: Path, *, model_name: str, signature: dict | None, uri: str, work: Path) -> None:
+def place(src: Path, fmt: str, dest: Path, *, model_name: str, signature: dict | None, uri: str, work: Path,
+          allow_pickle: bool = False) -> None:
     """Put the fetched artifact at `dest` in the runtime's layout."""
     _fresh(dest)
     if dest.name.endswith(".mar"):
         if fmt == "mar":
             shutil.copyfile(_single_file(src, fmt, uri)[0], dest)
         elif fmt in ("torchscript", "pt2"):
-            build_mar(_single_file(src, fmt, uri)[0], fmt, dest, model_name, signature, work)
+            build_mar(_single_file(src, fmt, uri)[0], fmt, dest, model_name, signature, work, allow_pickle)
         else:
             raise InputError(f"{uri}: TorchServe needs a mar, torchscript or pt2 model, not {fmt}")
     elif fmt == "savedmodel":
@@ -303,6 +333,15 @@ def _config_signature(config_dir: Path | None) -> dict | None:
     return None
 
 
+def _limits(args: argparse.Namespace) -> sources.Limits:
+    """spec.model.limits, as render.py passes them (each flag only when the spec sets it)."""
+    from .spec import parse_limits
+
+    raw = {k: v for k, v in (("maxDownloadSize", args.max_download_size), ("maxUnpackedSize", args.max_unpacked_size),
+                             ("maxFiles", args.max_files)) if v is not None}
+    return parse_limits(raw, "spec.model.limits")
+
+
 def run(args: argparse.Namespace) -> str:
     repository = Path(args.repository)
     dest = Path(args.dest)
@@ -311,23 +350,28 @@ def run(args: argparse.Namespace) -> str:
     if repository not in dest.parents:
         raise InputError(f"--dest {dest} is not inside --repository {repository}")
     config_dir = Path(args.config_dir) if args.config_dir else None
+    limits = _limits(args)
     work = Path(tempfile.mkdtemp(prefix="storage-init-", dir=args.work_dir))
     try:
         uri, fmt, sha256 = args.uri, args.format, None
         signature = _config_signature(config_dir)
         if uri.startswith("export://"):
-            target = resolve_export(uri, args.manifest, fmt, work, args.endpoint)
+            target = resolve_export(uri, args.manifest, fmt, work, args.endpoint, limits)
             uri, fmt, sha256 = target["uri"], target["format"], target.get("sha256")
             signature = target.get("signature") or signature
         field = args.uri if args.uri != uri else "spec.model.uri"
-        src = sources.fetch(uri, work / "src", endpoint=args.endpoint, field=field)
+        src = sources.fetch(uri, work / "src", endpoint=args.endpoint, field=field, limits=limits)
         _verify(src, sha256, uri)
         if fmt == "auto":
             fmt = guess_format(src)
         if fmt not in FORMATS:
             raise InputError(f"{uri}: no runtime serves format {fmt}")
+        why = pt2_archive.refusal(_single_file(src, fmt, uri)[0], args.allow_pickle,
+                                  "spec.model.allowPickle") if fmt == "pt2" else None
+        if why:
+            raise InputError(f"{uri}: {why}")
         place(src, fmt, dest, model_name=args.model_name or dest.name.split(".")[0], signature=signature,
-              uri=uri, work=work)
+              uri=uri, work=work, allow_pickle=args.allow_pickle)
         copied = copy_config(config_dir, repository) if config_dir else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -344,10 +388,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model-name", help="the model's name in the server (names the .mar's model)")
     ap.add_argument("--manifest", help="manifest.json of the ModelExport, for export:// URIs")
     ap.add_argument("--endpoint", help="S3 endpoint override")
+    ap.add_argument("--max-download-size", help="spec.model.limits.maxDownloadSize (a quantity, e.g. 50Gi)")
+    ap.add_argument("--max-unpacked-size", help="spec.model.limits.maxUnpackedSize (a quantity)")
+    ap.add_argument("--max-files", type=int, help="spec.model.limits.maxFiles")
+    ap.add_argument("--allow-pickle", action="store_true",
+                    help="load a .pt2 even if it holds pickled entries (spec.model.allowPickle): they run code")
     ap.add_argument("--work-dir", default=None, help="scratch space (default: $TMPDIR)")
     args = ap.parse_args(argv)
     try:
-        print(f"modelpilot-storage-init: {run(args)}", flush=True)
+        print(f"modelpilot-storage-init: {redact_text(run(args))}", flush=True)
         return 0
     except ExporterError as e:
         message, code = e.message, e.exit_code
@@ -355,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = one_line(f"{args.uri}: {e.strerror or e}: {e.filename or ''}"), EXIT_EXPORT_FAILED
     if "://" not in message:
         message = one_line(f"{args.uri}: {message}")
+    message = redact_text(message)
     write_termination_message(message)
     print(f"modelpilot-storage-init: error: {message}", file=sys.stderr, flush=True)
     return code

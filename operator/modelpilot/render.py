@@ -91,6 +91,11 @@ def build_model_config_map(md: ModelDeployment, revision: int, signature: Signat
     }
 
 
+# spec.model.limits -> the storage initializer's flags
+STORAGE_LIMIT_FLAGS = {"maxDownloadSize": "--max-download-size", "maxUnpackedSize": "--max-unpacked-size",
+                       "maxFiles": "--max-files"}
+
+
 def model_source(md: ModelDeployment) -> str:
     """The URI the storage initializer fetches: spec.model.uri, or `export://<name>[/<target>]`."""
     if md.model.uri:
@@ -125,6 +130,9 @@ def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: Ex
         args.append(f"--manifest={export.manifest_uri}")
     if md.model.endpoint:
         args.append(f"--endpoint={md.model.endpoint}")
+    if md.model.allow_pickle:
+        args.append("--allow-pickle")
+    args += [f"{STORAGE_LIMIT_FLAGS[k]}={v}" for k, v in md.model.limits if k in STORAGE_LIMIT_FLAGS]
     container: dict[str, Any] = {
         "name": "storage-initializer",
         "image": config.image_for("storage-init"),

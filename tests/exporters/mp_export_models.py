@@ -98,3 +98,36 @@ def make_tf_savedmodel(path, in_features: int = 16, hidden: int = 64, classes: i
     m = M()
     tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
     return path
+
+
+class _WritesMarker:
+    """Unpickling this runs code: it writes ``marker`` (what a hostile model file would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
+
+
+def pickled_pt2(src, dest, marker):
+    """``src`` (a .pt2 by torch.export.save) with its first weight marked ``use_pickle`` and
+    replaced by a pickle that writes ``marker`` when ``torch.export.load`` unpickles it."""
+    import json
+    import pickle
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zout:
+        config_name = next(n for n in zin.namelist() if n.endswith("/data/weights/model_weights_config.json"))
+        config = json.loads(zin.read(config_name))
+        first = next(iter(config["config"].values()))
+        first["use_pickle"] = True
+        weight_name = config_name.rsplit("/", 1)[0] + "/" + first["path_name"]
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == config_name:
+                data = json.dumps(config).encode()
+            elif info.filename == weight_name:
+                data = pickle.dumps(_WritesMarker(marker), protocol=2)
+            zout.writestr(info, data)
+    return dest

@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -16,24 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MLP_INPUTS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    srv.start()
-    yield f"http://127.0.0.1:{port}"
-    srv.stop()
+from conftest import MLP_INPUTS, free_port
 
 
 def test_pvc_source_and_output(export, models, tmp_path, monkeypatch):
@@ -100,6 +82,9 @@ def test_http_authorization(export, models, tmp_path, monkeypatch):
         assert r.term["message"] == f"spec.source.uri: {uri}: HTTP 401 unauthorized (check HTTP_AUTHORIZATION from secretRef)"
         monkeypatch.setenv("HTTP_AUTHORIZATION", "Bearer s3cret")
         r = export(spec)
+        assert r.rc == 2 and "refusing to send HTTP_AUTHORIZATION" in r.term["message"]
+        monkeypatch.setenv("HTTP_ALLOW_INSECURE_AUTHORIZATION", "true")  # this server is plain http
+        r = export(spec)
         assert r.rc == 0, r.stderr
     finally:
         srv.shutdown()
@@ -148,7 +133,7 @@ def s3_server_with_auth(tmp_path):
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "moto_server"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0")

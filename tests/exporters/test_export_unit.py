@@ -10,6 +10,7 @@ import pytest
 from modelpilot_exporters import manifest as mf
 from modelpilot_exporters import validate as v
 from modelpilot_exporters.errors import SpecError
+from modelpilot_exporters.sources import Limits
 from modelpilot_exporters.spec import InputSpec, parse, parse_manifest
 
 pytestmark = pytest.mark.unit
@@ -38,6 +39,8 @@ def test_defaults():
     assert s.validation.atol == 1e-4 and s.validation.rtol == 1e-3 and s.validation.samples == 8
     assert s.output_uri == "file:///tmp/out"
     assert s.inputs[0].dynamic_dims == (0,)
+    assert s.source.limits == Limits(download_bytes=50 << 30, unpacked_bytes=50 << 30, files=10000,
+                                     field="spec.source.limits")
 
 
 def test_manifest_document_and_kind():
@@ -68,6 +71,12 @@ def test_manifest_document_and_kind():
     ({"validation": {"samples": 0}}, "spec.validation.samples"),
     ({"validation": {"samplesUri": "file:///x.csv"}}, "spec.validation.samplesUri"),
     ({"output": {"uri": "http://x/y"}}, "spec.output.uri"),
+    ({"source": {"uri": "file:///m.onnx", "format": "onnx", "allowPickle": True}},
+     "spec.source.allowPickle: only applies to a pytorch source"),
+    ({"source": {"uri": "file:///m.onnx", "format": "onnx", "limits": {"maxDownloadSize": "lots"}}},
+     "spec.source.limits.maxDownloadSize: must be a size such as 20Gi"),
+    ({"source": {"uri": "file:///m.onnx", "format": "onnx", "limits": {"maxFiles": 0}}},
+     "spec.source.limits.maxFiles: must be >= 1"),
 ])
 def test_errors_name_the_field(over, field):
     with pytest.raises(SpecError) as ei:

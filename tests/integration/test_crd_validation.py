@@ -224,6 +224,16 @@ BAD_SPECS = [
      ["spec.validation.samples", "greater than or equal to 1"]),
     ("export-name-too-long", PT, m(("metadata.name", "resnet50-" + "x" * 45)),
      ["metadata.name", "at most 48 characters"]),
+    ("allow-pickle-on-onnx-source", ONNX, m(("spec.source.allowPickle", True)),
+     ["spec.source.allowPickle", "Forbidden", "only applies to source.format pytorch"]),
+    ("source-limit-not-a-size", PT, m(("spec.source.limits", {"maxDownloadSize": "lots"})),
+     ["spec.source.limits.maxDownloadSize", "should match"]),
+    ("source-limit-no-files", PT, m(("spec.source.limits", {"maxFiles": 0})),
+     ["spec.source.limits.maxFiles", "greater than or equal to 1"]),
+    ("model-limit-not-a-size", CPU, m(("spec.model.limits", {"maxUnpackedSize": "10 GB"})),
+     ["spec.model.limits.maxUnpackedSize", "should match"]),
+    ("model-allow-pickle-not-a-bool", CPU, m(("spec.model.allowPickle", "yes")),
+     ["spec.model.allowPickle", "boolean"]),
 ]
 
 
@@ -250,6 +260,20 @@ def test_sample_is_accepted(dry_run, name):
     assert r.returncode == 0, r.stderr
     kind = sample(name)["kind"].lower()
     assert r.stdout.strip() == f"{kind}.modelpilot.io/{sample(name)['metadata']['name']}"
+
+
+def test_the_trust_and_limit_fields_are_accepted(dry_run):
+    """allowPickle and limits (docs/security.md, "Model files and sources") on both kinds."""
+    export = sample(PT)
+    export["spec"]["source"].update(allowPickle=True, limits={"maxDownloadSize": "20Gi", "maxUnpackedSize": 10**9,
+                                                              "maxFiles": 5})
+    deployment = sample(CPU)
+    deployment["spec"]["model"].update(allowPickle=False, limits={"maxDownloadSize": "500Mi"})
+    for doc in (export, deployment):
+        r = dry_run(doc, "-o", "json")
+        assert r.returncode == 0, r.stderr
+        stored = json.loads(r.stdout)["spec"]
+        assert stored.get("source", stored.get("model"))["limits"] == doc["spec"].get("source", doc["spec"].get("model"))["limits"]
 
 
 def test_defaults_are_applied(dry_run):

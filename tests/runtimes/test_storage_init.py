@@ -178,6 +178,60 @@ def test_dest_outside_the_repository_is_refused(tmp_path, two_heads, capsys) -> 
     assert rc == 2 and "is not inside --repository" in capsys.readouterr().err
 
 
+def test_pt2_with_a_pickled_weight_is_refused_before_the_mar_is_built(tmp_path, two_heads, capsys) -> None:
+    """TorchServe's handler would torch.export.load the .pt2 in every serving pod, unpickling what
+    it marks use_pickle: the storage initializer refuses it unless spec.model.allowPickle."""
+    from ..exporters.mp_export_models import pickled_pt2
+
+    marker = tmp_path / "marker"
+    evil = pickled_pt2(two_heads["pt2"], tmp_path / "evil.pt2", marker)
+    md = deployment(model={"uri": f"file://{evil}", "format": "pt2"}, runtime={"kind": "torchserve"})
+    dest = repo_path(tmp_path, get_runtime("torchserve").artifact_path(md))
+    rc, _ = run(tmp_path, f"--uri=file://{evil}", "--format=pt2", f"--dest={dest}")
+    assert capsys.readouterr().err.strip() == (
+        f"modelpilot-storage-init: error: file://{evil}: refusing to load: the .pt2 holds entries that run "
+        "code when loaded: data/weights/weight_0 (lin.weight: marked use_pickle). Re-export it with plain "
+        "tensors, or set spec.model.allowPickle: true if you trust whoever wrote the file as you trust code you run")
+    assert rc == 2 and not Path(dest).exists() and not marker.exists()
+    from modelpilot.render import build_revision_deployment
+
+    from ..unit.helpers import CONFIG
+
+    allowed = deployment(model={"uri": f"file://{evil}", "format": "pt2", "allowPickle": True},
+                         runtime={"kind": "torchserve"})
+    init = build_revision_deployment(allowed, 1, CONFIG, 1)["spec"]["template"]["spec"]["initContainers"][0]
+    assert "--allow-pickle" in init["args"]
+    assert "--allow-pickle" not in build_revision_deployment(md, 1, CONFIG, 1)["spec"]["template"]["spec"][
+        "initContainers"][0]["args"]
+    rc, _ = run(tmp_path, f"--uri=file://{evil}", "--format=pt2", f"--dest={dest}", "--allow-pickle")
+    assert rc == 0 and Path(dest).is_file(), capsys.readouterr().err
+    with zipfile.ZipFile(dest) as z:
+        assert json.loads(z.read("modelpilot.json")) == {"allowPickle": True} and "pt2_archive.py" in z.namelist()
+    assert not marker.exists()
+
+
+def test_the_torchserve_handler_checks_a_pt2_again_before_loading_it(tmp_path, two_heads) -> None:
+    """Defence in depth: a .mar with our handler, built without the storage initializer's check (as
+    by hand), still refuses the hostile .pt2. The handler's own check, on the files it was packed with."""
+    import importlib.util
+
+    from ..exporters.mp_export_models import pickled_pt2
+
+    marker = tmp_path / "marker"
+    evil = pickled_pt2(two_heads["pt2"], tmp_path / "evil.pt2", marker)
+    storage_init.build_mar(evil, "pt2", tmp_path / "m.mar", "m", None, tmp_path)
+    model_dir = tmp_path / "model-dir"  # where TorchServe unpacks a .mar
+    with zipfile.ZipFile(tmp_path / "m.mar") as z:
+        z.extractall(model_dir)
+    spec = importlib.util.spec_from_file_location("modelpilot_handler", model_dir / storage_init.HANDLER_FILE)
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    with pytest.raises(RuntimeError, match=r"model.pt2: refusing to load: .* spec.model.allowPickle: true"):
+        handler.ModelpilotTensorHandler._refuse_code_in(str(model_dir / "model.pt2"), str(model_dir))
+    assert not marker.exists()
+    handler.ModelpilotTensorHandler._refuse_code_in(str(two_heads["pt2"]), str(model_dir))  # a clean model passes
+
+
 def test_console_script_as_rendered_in_the_pod(tmp_path, two_heads) -> None:
     """The init container's exact args from render.py, with the paths moved to a temporary directory."""
     from modelpilot.render import build_revision_deployment

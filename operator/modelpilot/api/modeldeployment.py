@@ -32,6 +32,8 @@ class ModelRef:
     export_target: str | None
     secret_ref: str | None = None  # Secret with download credentials, given to the storage initializer
     endpoint: str | None = None  # S3 endpoint override
+    allow_pickle: bool = False  # serve a .pt2 whose pickled entries run code when loaded
+    limits: tuple[tuple[str, str], ...] = ()  # spec.model.limits, passed to the storage initializer
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
         export_target=(export_ref or {}).get("target"),
         secret_ref=(m.get("secretRef") or {}).get("name"),
         endpoint=m.get("endpoint"),
+        allow_pickle=bool(m.get("allowPickle", False)),
+        limits=tuple(sorted((k, str(v)) for k, v in (m.get("limits") or {}).items())),
     )
 
     r = spec.get("runtime") or {}

@@ -32,6 +32,7 @@ from ..api.modeldeployment import check_runtime_format, spec_hash
 from ..render import ExportArtifact, build_revision_objects, endpoint, runtime_warnings
 from ..traffic import TrafficState, get_router, header_matches_from_spec
 from ..traffic.base import ReplicaPlan
+from ..uris import redact_uri
 from .objects import build_revision_service
 from ..analysis import validate as validate_analysis
 from .steps import Step, analysis_blocks, background_analysis, compile_steps
@@ -293,7 +294,7 @@ class _Rollout:
         cur = next((r for r in history if r.get("hash") == h), None)
         if cur is None:
             cur = {"revision": max([int(r["revision"]) for r in history] + [0]) + 1, "hash": h,
-                   "modelDigest": digest or md.model.uri or f"export:{md.model.export_name}/{md.model.export_target or ''}",
+                   "modelDigest": digest or redact_uri(md.model.uri or "") or f"export:{md.model.export_name}/{md.model.export_target or ''}",
                    "created": self.now_s, "outcome": "Progressing"}
             history.append(cur)
             for w in runtime_warnings(md, export=export):
