@@ -123,7 +123,24 @@ build_traefik() {
   local t=$SECONDS mod="$WORK/traefik" stage="$WORK/traefik-out" logf="$MODELPILOT_CACHE/logs/traefik.log"
   : >"$logf"; log "traefik $TRAEFIK_VERSION: building (log: $logf)"
   wrapper_module "$mod" traefik; mkdir -p "$stage"
-  local v=github.com/traefik/traefik/v3
+  local v=github.com/traefik/traefik/v3 tdir
+  tdir="$(cd "$mod" && go mod download -json "$v@$TRAEFIK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
+    || die "traefik: cannot download $v@$TRAEFIK_VERSION from the Go module proxy"
+  # Traefik's own replace directives (its forks, and a local submodule) apply only to its main
+  # module: carry them over, the local one pointed into the module cache.
+  python3 - "$tdir" >>"$mod/go.mod" <<'PY'
+import re, sys
+tdir = sys.argv[1]
+text = open(f"{tdir}/go.mod").read()
+lines = re.findall(r"^replace\s+(\S+ => \S+(?: \S+)?)$", text, re.M)
+for block in re.findall(r"^replace \((.*?)^\)", text, re.M | re.S):
+    lines += [l.strip() for l in block.splitlines() if "=>" in l and not l.strip().startswith("//")]
+for line in lines:
+    old, new = (x.strip() for x in line.split("=>"))
+    if new.startswith("./"):
+        new = f"{tdir}/{new[2:]}"
+    print(f"replace {old} => {new}")
+PY
   (cd "$mod" && run_step traefik "$logf" go get "$v@$TRAEFIK_VERSION" \
     && run_step traefik "$logf" go build -trimpath -ldflags "-s -w -X $v/pkg/version.Version=$TRAEFIK_VERSION" \
        -o "$stage/traefik" "$v/cmd/traefik")
