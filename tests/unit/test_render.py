@@ -116,3 +116,21 @@ def test_no_replicas_field_under_autoscaling() -> None:
     spec = parse_model_deployment(md(autoscaling={"minReplicas": 1, "maxReplicas": 4}))
     dep = build_revision_objects(spec, 1, CONFIG, None)[1]
     assert "replicas" not in dep["spec"]
+
+
+@pytest.mark.parametrize("case", ["torchserve-cpu", "torchserve-gpu-torchscript"])
+def test_torchserve_management_api_listens_on_loopback_only(case: str) -> None:
+    """Issue 11, scenario 7: with token auth off, a management API on 0.0.0.0 lets any pod scale the
+    model to zero workers. It must listen on 127.0.0.1 (HTTP and gRPC), not be a declared port, and no
+    kubelet probe (httpGet/tcpSocket, which come from outside the pod) may need it."""
+    objs = render(CASES[case], **KWARGS.get(case, {}))
+    props = dict(line.split("=", 1) for line in objs[1]["data"]["config.properties"].splitlines())
+    assert props["management_address"] == "http://127.0.0.1:8081"
+    assert props["grpc_management_address"] == "127.0.0.1"
+    assert props["inference_address"] == "http://0.0.0.0:8080"  # the Service and the gateway reach it
+    server = objs[2]["spec"]["template"]["spec"]["containers"][0]
+    assert [p["name"] for p in server["ports"]] == ["http", "grpc", "metrics"]
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = server[kind]
+        remote = probe.get("httpGet") or probe.get("tcpSocket")
+        assert remote is None or remote["port"] not in ("management", 8081), f"{kind} needs the management API from outside"
