@@ -29,6 +29,18 @@ class NodePool:
 
 
 @dataclass(frozen=True)
+class RoutePolicy:
+    """Which Istio hosts and gateways outside its own namespace a ModelDeployment may name.
+
+    Glob patterns (`*.models.example.com`, `istio-system/*`); `{namespace}` stands for the
+    ModelDeployment's namespace. Empty (the default): only the object's own namespace and `mesh`.
+    """
+
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_gateways: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     node_pools: dict[str, NodePool] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
@@ -36,6 +48,7 @@ class OperatorConfig:
     # Mount the PVC of a pvc:// model into the storage initializer. The local test bed turns it off:
     # it has no storage provisioner, and a pod naming a missing claim would never be scheduled.
     mount_pvc_sources: bool = True
+    route_policy: RoutePolicy = RoutePolicy()
 
     def image_for(self, kind: str) -> str:
         return self.images.get(kind) or DEFAULT_IMAGES[kind]
@@ -66,7 +79,21 @@ def parse_config(data: dict[str, Any] | None) -> OperatorConfig:
     if not isinstance(mount, bool):
         raise ConfigError(f"mountPvcSources: expected true or false, got {mount!r}")
     return OperatorConfig(node_pools=pools, images=images, prometheus_url=str(data.get("prometheusUrl") or ""),
-                          mount_pvc_sources=mount)
+                          mount_pvc_sources=mount, route_policy=_route_policy(data.get("istio") or {}))
+
+
+def _string_list(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}.{key}: expected a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def _route_policy(data: Any) -> RoutePolicy:
+    if not isinstance(data, dict):
+        raise ConfigError(f"istio: expected a mapping with allowedHosts/allowedGateways, got {data!r}")
+    return RoutePolicy(allowed_hosts=_string_list(data, "allowedHosts", "istio"),
+                       allowed_gateways=_string_list(data, "allowedGateways", "istio"))
 
 
 def load_config(path: str | None = None) -> OperatorConfig:

@@ -671,7 +671,7 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
         export, _, _ = resolve_export(md, observed.export)
         if export is not None:
             check_runtime_format(md.runtime.kind, export.format, "spec.model.exportRef.target")
-        err = router.check(md)
+        err = router.check(md, config.route_policy)
         if err is not None:
             raise err
         steps = compile_steps(md)
