@@ -41,6 +41,22 @@ class RoutePolicy:
 
 
 @dataclass(frozen=True)
+class PrometheusOptions:
+    """Bounds on what an analysis query may bring back, and the tenant it is sent as.
+
+    The defaults bound the memory and CPU a query result costs the operator. `tenant_header`
+    (empty by default: no tenancy, every query sees all of Prometheus) names an HTTP header sent
+    with the ModelDeployment's namespace as its value: Mimir, Cortex and Thanos tenancy
+    (`X-Scope-OrgID`), or prom-label-proxy's `-header-name`, which forces a namespace matcher into
+    every selector (docs/security.md).
+    """
+
+    max_response_bytes: int = 8 * 1024 * 1024
+    max_series: int = 1000
+    tenant_header: str = ""
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     node_pools: dict[str, NodePool] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
@@ -49,6 +65,7 @@ class OperatorConfig:
     # it has no storage provisioner, and a pod naming a missing claim would never be scheduled.
     mount_pvc_sources: bool = True
     route_policy: RoutePolicy = RoutePolicy()
+    prometheus: PrometheusOptions = PrometheusOptions()
 
     def image_for(self, kind: str) -> str:
         return self.images.get(kind) or DEFAULT_IMAGES[kind]
@@ -79,7 +96,27 @@ def parse_config(data: dict[str, Any] | None) -> OperatorConfig:
     if not isinstance(mount, bool):
         raise ConfigError(f"mountPvcSources: expected true or false, got {mount!r}")
     return OperatorConfig(node_pools=pools, images=images, prometheus_url=str(data.get("prometheusUrl") or ""),
-                          mount_pvc_sources=mount, route_policy=_route_policy(data.get("istio") or {}))
+                          mount_pvc_sources=mount, route_policy=_route_policy(data.get("istio") or {}),
+                          prometheus=_prometheus_options(data.get("prometheus") or {}))
+
+
+def _positive_int(data: dict[str, Any], key: str, where: str, default: int) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}.{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _prometheus_options(data: Any) -> PrometheusOptions:
+    if not isinstance(data, dict):
+        raise ConfigError(f"prometheus: expected a mapping with maxResponseBytes/maxSeries/tenantHeader, got {data!r}")
+    d = PrometheusOptions()
+    header = data.get("tenantHeader") or ""
+    if not isinstance(header, str) or not all(c.isalnum() or c == "-" for c in header):
+        raise ConfigError(f"prometheus.tenantHeader: expected an HTTP header name such as X-Scope-OrgID, got {header!r}")
+    return PrometheusOptions(max_response_bytes=_positive_int(data, "maxResponseBytes", "prometheus", d.max_response_bytes),
+                             max_series=_positive_int(data, "maxSeries", "prometheus", d.max_series),
+                             tenant_header=header)
 
 
 def _string_list(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
