@@ -28,6 +28,12 @@ class NodePool:
     gpu_resource: str = "nvidia.com/gpu"
 
 
+#: Where a ModelExport's spec.image may come from unless the config says otherwise: the project's
+#: own exporter images. The export Job holds the namespace's Secrets and a writable claim, so the
+#: image is code that runs with them (issue 11).
+DEFAULT_EXPORT_IMAGE_PREFIXES: tuple[str, ...] = ("ghcr.io/modelpilot/",)
+
+
 @dataclass(frozen=True)
 class RoutePolicy:
     """Which Istio hosts and gateways outside its own namespace a ModelDeployment may name.
@@ -66,6 +72,16 @@ class OperatorConfig:
     mount_pvc_sources: bool = True
     route_policy: RoutePolicy = RoutePolicy()
     prometheus: PrometheusOptions = PrometheusOptions()
+    # allowedExportImages: an entry ending in "/" is a repository prefix, "*" allows any image,
+    # anything else is one image (with or without a tag or digest).
+    allowed_export_images: tuple[str, ...] = DEFAULT_EXPORT_IMAGE_PREFIXES
+
+    def export_image_allowed(self, image: str) -> bool:
+        def match(entry: str) -> bool:
+            if entry == "*" or (entry.endswith("/") and image.startswith(entry)):
+                return True
+            return image == entry or image.startswith((entry + "@", entry + ":"))
+        return any(match(e) for e in self.allowed_export_images)
 
     def image_for(self, kind: str) -> str:
         return self.images.get(kind) or DEFAULT_IMAGES[kind]
@@ -97,7 +113,9 @@ def parse_config(data: dict[str, Any] | None) -> OperatorConfig:
         raise ConfigError(f"mountPvcSources: expected true or false, got {mount!r}")
     return OperatorConfig(node_pools=pools, images=images, prometheus_url=str(data.get("prometheusUrl") or ""),
                           mount_pvc_sources=mount, route_policy=_route_policy(data.get("istio") or {}),
-                          prometheus=_prometheus_options(data.get("prometheus") or {}))
+                          prometheus=_prometheus_options(data.get("prometheus") or {}),
+                          allowed_export_images=(_string_list(data, "allowedExportImages", "config")
+                                                 if "allowedExportImages" in data else DEFAULT_EXPORT_IMAGE_PREFIXES))
 
 
 def _positive_int(data: dict[str, Any], key: str, where: str, default: int) -> int:

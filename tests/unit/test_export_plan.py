@@ -74,8 +74,31 @@ def test_job_runs_the_same_cli_with_the_spec_mounted():
 def test_job_image_defaults_from_config_and_is_overridable():
     assert build_export_job(BODY, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == CONFIG.image_for("exporter")
     body = copy.deepcopy(BODY)
-    body["spec"]["image"] = "registry.local/exporter:dev"
-    assert build_export_job(body, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/exporter:dev"
+    body["spec"]["image"] = "ghcr.io/modelpilot/exporter-onnx:dev"
+    assert build_export_job(body, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == body["spec"]["image"]
+
+
+@pytest.mark.parametrize("image", ["docker.io/attacker/exporter:1", "ghcr.io/modelpilotx/exporter:1", "busybox",
+                                   "ghcr.io/modelpilot"])
+def test_an_export_image_outside_the_allowlist_fails_without_a_job(image):
+    """Issue 11, scenario 3: the export Job holds the namespace's Secrets and a writable claim."""
+    body = copy.deepcopy(BODY)
+    body["spec"]["image"] = image
+    p = plan(body)
+    assert p.apply == [] and p.status["phase"] == "Failed"
+    assert p.status["message"].startswith("spec.image: image") and "allowedExportImages" in p.status["message"]
+    assert p.events and p.events[0][0] == "Warning"
+
+
+def test_the_export_image_allowlist_comes_from_the_config():
+    from modelpilot.config import parse_config
+    config = parse_config({"nodePools": {"cpu": {"nodeSelector": {"p": "cpu"}}},
+                           "allowedExportImages": ["registry.local/", "docker.io/me/exporter:1.2"]})
+    for image, ok in [("registry.local/x/exporter:dev", True), ("docker.io/me/exporter:1.2", True),
+                      ("docker.io/me/exporter:1.2@sha256:" + "a" * 64, True), ("docker.io/me/exporter:1.3", False),
+                      ("ghcr.io/modelpilot/exporter:0.1.0", False)]:
+        assert config.export_image_allowed(image) is ok, image
+    assert parse_config({"allowedExportImages": ["*"]}).export_image_allowed("anything:1")
 
 
 def test_pending_then_running():

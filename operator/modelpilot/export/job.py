@@ -81,6 +81,19 @@ def _env_from(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _image(spec: Mapping[str, Any], config: OperatorConfig) -> str:
+    """spec.image if the operator config allows it (it runs with the namespace's Secrets), else the default."""
+    image = spec.get("image")
+    if not image:
+        return config.image_for("exporter")
+    if not config.export_image_allowed(image):
+        raise SpecError("spec.image", f"image {image!r} is not allowed by the operator config",
+                        f"leave spec.image unset for the default exporter, use an image matching one of "
+                        f"{', '.join(config.allowed_export_images) or '(none)'}, or ask the cluster admin to add it "
+                        "to the operator config's allowedExportImages")
+    return str(image)
+
+
 def build_spec_config_map(body: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(body, name), "data": {SPEC_FILE: export_manifest(body)}}
 
@@ -110,7 +123,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
         volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": claim != out_claim}})
     container = {
         "name": CONTAINER,
-        "image": spec.get("image") or config.image_for("exporter"),
+        "image": _image(spec, config),
         "command": ["modelpilot-export"],
         "args": ["-f", f"{SPEC_MOUNT}/{SPEC_FILE}"],
         "env": [
