@@ -7,6 +7,7 @@ the Helm chart renders from values.yaml). Anything missing falls back to the def
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,34 @@ class PrometheusOptions:
 
 
 @dataclass(frozen=True)
+class EphemeralStorage:
+    """Bounds on the node disk that the pods the operator renders may fill (issue 11).
+
+    Every disk emptyDir gets a sizeLimit; every container requests `request` and is limited to
+    `headroom` (logs, writable layer) plus the sizeLimits of its pod's disk emptyDirs, which the
+    kubelet counts against the pod's limit. A model larger than `model_repository` is evicted with
+    a message that names the limit: raise it here (chart values `config.ephemeralStorage`).
+    """
+
+    model_repository: str = "20Gi"  # serving pods: the model the storage initializer downloads
+    scratch: str = "1Gi"  # serving pods' /tmp
+    export_scratch: str = "20Gi"  # the export Job's /tmp: downloads and intermediate files
+    request: str = "256Mi"
+    headroom: str = "1Gi"
+
+
+@dataclass(frozen=True)
+class NetworkPolicyOptions:
+    """An optional NetworkPolicy per ModelDeployment: its pods accept traffic on the serving ports
+    only from `ingress_from` and on the metrics port only from `metrics_from` (NetworkPolicy peers,
+    e.g. a namespaceSelector for the gateway's namespace). Off by default."""
+
+    enabled: bool = False
+    ingress_from: tuple[dict[str, Any], ...] = ()
+    metrics_from: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     node_pools: dict[str, NodePool] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
@@ -75,6 +104,8 @@ class OperatorConfig:
     # allowedExportImages: an entry ending in "/" is a repository prefix, "*" allows any image,
     # anything else is one image (with or without a tag or digest).
     allowed_export_images: tuple[str, ...] = DEFAULT_EXPORT_IMAGE_PREFIXES
+    ephemeral_storage: EphemeralStorage = EphemeralStorage()
+    network_policy: NetworkPolicyOptions = NetworkPolicyOptions()
 
     def export_image_allowed(self, image: str) -> bool:
         def match(entry: str) -> bool:
@@ -115,7 +146,41 @@ def parse_config(data: dict[str, Any] | None) -> OperatorConfig:
                           mount_pvc_sources=mount, route_policy=_route_policy(data.get("istio") or {}),
                           prometheus=_prometheus_options(data.get("prometheus") or {}),
                           allowed_export_images=(_string_list(data, "allowedExportImages", "config")
-                                                 if "allowedExportImages" in data else DEFAULT_EXPORT_IMAGE_PREFIXES))
+                                                 if "allowedExportImages" in data else DEFAULT_EXPORT_IMAGE_PREFIXES),
+                          ephemeral_storage=_ephemeral_storage(data.get("ephemeralStorage") or {}),
+                          network_policy=_network_policy(data.get("networkPolicy") or {}))
+
+
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?")
+_STORAGE_KEYS = {"modelRepository": "model_repository", "scratch": "scratch", "exportScratch": "export_scratch",
+                 "request": "request", "headroom": "headroom"}
+
+
+def _ephemeral_storage(data: Any) -> EphemeralStorage:
+    if not isinstance(data, dict) or set(data) - set(_STORAGE_KEYS):
+        raise ConfigError(f"ephemeralStorage: expected a mapping with {', '.join(_STORAGE_KEYS)}, got {data!r}")
+    for key, value in data.items():
+        if not _QUANTITY.fullmatch(str(value)):
+            raise ConfigError(f"ephemeralStorage.{key}: expected a quantity such as 20Gi, got {value!r}")
+    return EphemeralStorage(**{_STORAGE_KEYS[k]: str(v) for k, v in data.items()})
+
+
+def _peers(data: dict[str, Any], key: str) -> tuple[dict[str, Any], ...]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(p, dict) and p for p in value):
+        raise ConfigError(f"networkPolicy.{key}: expected a list of NetworkPolicy peers "
+                          f"(namespaceSelector/podSelector/ipBlock), got {value!r}")
+    return tuple(value)
+
+
+def _network_policy(data: Any) -> NetworkPolicyOptions:
+    if not isinstance(data, dict):
+        raise ConfigError(f"networkPolicy: expected a mapping with enabled/ingressFrom/metricsFrom, got {data!r}")
+    enabled = data.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"networkPolicy.enabled: expected true or false, got {enabled!r}")
+    return NetworkPolicyOptions(enabled=enabled, ingress_from=_peers(data, "ingressFrom"),
+                                metrics_from=_peers(data, "metricsFrom"))
 
 
 def _positive_int(data: dict[str, Any], key: str, where: str, default: int) -> int:

@@ -101,6 +101,16 @@ def test_the_export_image_allowlist_comes_from_the_config():
     assert parse_config({"allowedExportImages": ["*"]}).export_image_allowed("anything:1")
 
 
+def test_with_network_policies_on_an_export_pod_admits_no_ingress():
+    from modelpilot.config import parse_config
+    config = parse_config({"nodePools": {"cpu": {"nodeSelector": {"p": "cpu"}}}, "networkPolicy": {"enabled": True}})
+    p = plan_model_export(BODY, config, ExportObserved(jobs={}, pods=[], now=T0))
+    np = next(o for o in p.apply if o["kind"] == "NetworkPolicy")
+    assert np["spec"] == {"podSelector": {"matchLabels": {"modelpilot.io/model-export": "resnet"}},
+                          "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": [{}]}
+    assert [o["kind"] for o in plan().apply] == ["ConfigMap", "Job"]  # off by default
+
+
 def test_pending_then_running():
     assert plan().status["phase"] == "Pending"
     st = plan(jobs={1: job(active=1)}, pods=[pod("Running")]).status

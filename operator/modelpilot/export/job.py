@@ -14,6 +14,7 @@ import yaml
 from .. import constants as c
 from ..api.errors import SpecError
 from ..config import OperatorConfig
+from ..placement import sum_quantities, with_ephemeral_storage
 
 SPEC_MOUNT = "/etc/modelpilot/export"
 SPEC_FILE = "modelexport.yaml"
@@ -94,6 +95,17 @@ def _image(spec: Mapping[str, Any], config: OperatorConfig) -> str:
     return str(image)
 
 
+def build_export_network_policy(body: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any] | None:
+    """With the config's networkPolicy.enabled, nothing may connect to an export pod (it serves
+    nothing); egress stays open for the downloads and uploads. None when the option is off."""
+    if not config.network_policy.enabled:
+        return None
+    meta = _meta(body, body["metadata"]["name"])
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": {
+        "podSelector": {"matchLabels": {c.LABEL_EXPORT: body["metadata"]["name"]}},
+        "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": [{}]}}
+
+
 def build_spec_config_map(body: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(body, name), "data": {SPEC_FILE: export_manifest(body)}}
 
@@ -116,7 +128,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
     mounts = [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
         {"name": "spec", "configMap": {"name": name}},
-        {"name": "tmp", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": config.ephemeral_storage.export_scratch}},
     ]
     for i, claim in enumerate(claims):
         mounts.append({"name": f"pvc-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": claim != out_claim})
@@ -132,7 +144,8 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
             {"name": "HOME", "value": "/tmp"},
         ],
         "envFrom": _env_from(spec),
-        "resources": {k: dict(v) for k, v in resources.items()},
+        "resources": with_ephemeral_storage(resources, config.ephemeral_storage.request, sum_quantities(
+            config.ephemeral_storage.headroom, config.ephemeral_storage.export_scratch)),
         "volumeMounts": mounts,
         # If the exporter dies before writing its result, the end of its log becomes the message.
         "terminationMessagePolicy": "FallbackToLogsOnError",

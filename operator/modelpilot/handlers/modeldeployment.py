@@ -59,7 +59,8 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     export = store.get("ModelExport", namespace, export_name) if export_name else None
     now = now_rfc3339()
     observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now, autoscalers=autoscalers,
-                        routes=routes, analyze=_analyzer(config, now, namespace), export=export, disruption_budgets=pdbs)
+                        routes=routes, analyze=_analyzer(config, now, namespace), export=export, disruption_budgets=pdbs,
+                        network_policy=bool(store.owned("NetworkPolicy", namespace, name)))
 
     # Plan.
     plan = plan_model_deployment(body, config, observed)

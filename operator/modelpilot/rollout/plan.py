@@ -29,7 +29,7 @@ from ..config import OperatorConfig
 from ..kube import object_hash
 from ..placement import find_unschedulable_reason, scheduling_for
 from ..api.modeldeployment import check_runtime_format, spec_hash
-from ..render import ExportArtifact, build_revision_objects, endpoint, runtime_warnings
+from ..render import ExportArtifact, build_network_policy, build_revision_objects, endpoint, runtime_warnings
 from ..traffic import TrafficState, get_router, header_matches_from_spec
 from ..traffic.base import ReplicaPlan
 from .objects import build_revision_service
@@ -56,6 +56,7 @@ class Observed:
     # spec.model.exportRef: the referenced ModelExport's body (None: not found), when one is referenced.
     export: Mapping[str, Any] | None = None
     disruption_budgets: frozenset[int] = frozenset()  # revisions that have a PodDisruptionBudget
+    network_policy: bool = False  # the ModelDeployment's NetworkPolicy exists
 
 
 @dataclass
@@ -523,6 +524,11 @@ class _Rollout:
         for (kind, name) in obs.routes:
             if (kind, name) not in wanted:
                 self.plan.delete.append((kind, md.namespace, name))
+        policy = build_network_policy(md, self.config)
+        if policy is not None:
+            self.plan.apply.append(policy)
+        elif obs.network_policy:
+            self.plan.delete.append(("NetworkPolicy", md.namespace, md.name))
         for rev in obs.autoscalers:
             if not md.autoscaling or replicas_for.get(rev, 0) == 0:
                 self.plan.delete.append(("HorizontalPodAutoscaler", md.namespace, c.revision_name(md.name, rev)))
