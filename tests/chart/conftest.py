@@ -83,6 +83,23 @@ def audit_denials(kubectl: Kubectl, user: str, since_line: int = 0) -> list[str]
     return out
 
 
+def policy_denials(user: str, since_line: int = 0) -> list[str]:
+    """Requests of `user` that a ValidatingAdmissionPolicy refused (the chart's operator-scope policy
+    among them), from the audit log after line `since_line`."""
+    path = LOCAL / "logs" / "audit.log"
+    out = []
+    if not path.exists():
+        return out
+    with path.open() as f:
+        for i, line in enumerate(f):
+            if i < since_line or f'"{user}"' not in line or "validation_failure" not in line:
+                continue
+            ev = json.loads(line)
+            if ev.get("user", {}).get("username") == user and (ev.get("responseStatus") or {}).get("code") == 403:
+                out.append(f'{ev["verb"]} {ev.get("requestURI")}: {ev.get("responseStatus", {}).get("message")}')
+    return out
+
+
 _REFUSAL = re.compile(r'cannot (\w+) resource \\?"([^"\\]+)\\?" in API group \\?"([^"\\]*)\\?"'
                       r'(?: in the namespace \\?"([^"\\]+)\\?")?')
 

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from ..conftest import LOCAL, REPO, Kubectl
-from .conftest import CHART, KUBE_VERSION, Release, audit_denials, audit_lines, forbidden_in_log, helm, sa_kubeconfig, template
+from .conftest import (CHART, KUBE_VERSION, Release, audit_denials, audit_lines, forbidden_in_log, helm, policy_denials,
+                       sa_kubeconfig, template)
 
 pytestmark = pytest.mark.integration
 EVERYTHING_ON = ("replicaCount=2", "prometheusRule.enabled=true", "serviceMonitor.enabled=true", "grafanaDashboard.enabled=true")
@@ -165,6 +166,8 @@ def run_e2e(release: Release, kubectl: Kubectl, tmp_path: Path, *selection: str,
     assert r.returncode == 0, f"e2e as {user} failed:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
     denied = audit_denials(kubectl, user, audit_from)
     assert denied == [], f"the apiserver refused the chart's ServiceAccount: {denied}"
+    refused = policy_denials(user, audit_from)
+    assert refused == [], f"the operator-scope admission policy refused the operator's own writes: {refused}"
     with log.open() as f:
         f.seek(log_offset)
         lines = forbidden_in_log(kubectl, f.read(), user)
