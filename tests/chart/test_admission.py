@@ -5,12 +5,16 @@ delete Deployments, Services and ConfigMaps everywhere, is refused every change 
 does not carry app.kubernetes.io/managed-by=modelpilot, kube-system's included. That the operator
 still works under it is proven by test_chart.py's rollout and test_rbac.py's e2e run as that
 ServiceAccount, with this policy installed.
+
+model-sources (opt-in): ModelExports and ModelDeployments may name only the exporter images,
+Secrets and claims the values list.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -75,3 +79,53 @@ def test_the_operator_may_change_only_objects_it_manages(release: Release, kubec
     op("-n", ns, "delete", "configmap", "mine")
     # Other users are not concerned.
     kubectl("-n", ns, "patch", "configmap", "foreign", "--type=merge", "-p", patch)
+
+
+def _export(name: str, **spec: object) -> dict:
+    body = {"source": {"uri": "s3://bucket/m.onnx", "format": "onnx"}, "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
+            "targets": [{"format": "onnx"}], "output": {"uri": "pvc://exports-team-a/out"}}
+    body.update(spec)
+    return {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelExport", "metadata": {"name": name}, "spec": body}
+
+
+@pytest.fixture
+def model_sources_policy(kubectl: Kubectl, namespace: str) -> str:
+    """The chart's model-sources policy, as `helm template` renders it, bound to this test's namespace only."""
+    release = f"ms{uuid.uuid4().hex[:6]}"
+    objs = [o for o in template("admissionPolicies.modelSources.enabled=true", "admissionPolicies.operatorScope.enabled=false",
+                                "admissionPolicies.modelSources.secretNames={model-store-*}",
+                                "admissionPolicies.modelSources.claimNames={models,exports-team-a}",
+                                f"admissionPolicies.modelSources.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={namespace}",
+                                release=release)
+            if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert sorted(o["kind"] for o in objs) == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    doc = yaml.safe_dump_all(objs)
+    kubectl("apply", "-f", "-", input=doc)
+    try:
+        yield namespace
+    finally:
+        kubectl("delete", "-f", "-", "--wait=false", input=doc, check=False)
+
+
+def test_model_sources_policy_admits_only_listed_images_secrets_and_claims(kubectl: Kubectl, model_sources_policy: str) -> None:
+    ns = model_sources_policy
+
+    def create(body: dict):
+        return lambda: kubectl("-n", ns, "create", "-f", "-", input=yaml.safe_dump(body), check=False)
+
+    msg = _refused(create(_export("img", image="docker.io/attacker/exporter:1")), "a foreign image")
+    assert "spec.image: docker.io/attacker/exporter:1 is not an allowed exporter image" in msg, msg
+    msg = _refused(create(_export("sec", source={"uri": "s3://bucket/m.onnx", "format": "onnx", "secretRef": {"name": "db-password"}})),
+                   "a Secret outside the list")
+    assert "secretRef: only the Secrets model-store-* may be named, not db-password" in msg, msg
+    msg = _refused(create(_export("pvc", output={"uri": "pvc://payments-data/out"})), "a claim outside the list")
+    assert "pvc:// URIs: only the claims" in msg and "payments-data" in msg, msg
+    md = {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "md"},
+          "spec": {"model": {"uri": "s3://bucket/m.onnx", "format": "onnx", "secretRef": {"name": "db-password"}},
+                   "runtime": {"kind": "triton"}, "placement": {"nodePool": "cpu"}}}
+    assert "db-password" in _refused(create(md), "a ModelDeployment naming a Secret outside the list")
+
+    ok = _export("ok", image="ghcr.io/modelpilot/exporter-onnx:0.2.0",
+                 source={"uri": "pvc://models/m.onnx", "format": "onnx"}, output={"uri": "s3://bucket/out", "secretRef": {"name": "model-store-rw"}})
+    kubectl("-n", ns, "create", "-f", "-", input=yaml.safe_dump(ok))
+    kubectl("-n", ns, "delete", "modelexport", "ok")
