@@ -16,7 +16,6 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -28,15 +27,16 @@ pytestmark = pytest.mark.integration
 MANAGED = {"app.kubernetes.io/managed-by": "modelpilot"}
 
 
-def _refused(run: Callable[[], object], what: str, timeout: float = 15) -> str:
-    """The apiserver's refusal of `run` (retried until the policy is in force: its informer syncs
-    within a second or two of its creation)."""
+def _refused(run: Kubectl, *args: str, input: str | None = None, timeout: float = 15) -> str:
+    """The apiserver's refusal of `kubectl ARGS`, sent as a server-side dry run (admission runs,
+    nothing is stored), so it can be retried until the policy is in force: its informer syncs within
+    a second or two of its creation."""
     deadline = time.monotonic() + timeout
     while True:
-        r = run()
+        r = run(*args, "--dry-run=server", input=input, check=False)
         if r.returncode != 0:
             return r.stderr
-        assert time.monotonic() < deadline, f"{what} was admitted: {r.stdout}"
+        assert time.monotonic() < deadline, f"kubectl {' '.join(args)} was admitted: {r.stdout}"
         time.sleep(0.5)
 
 
@@ -54,28 +54,25 @@ def test_the_operator_may_change_only_objects_it_manages(release: Release, kubec
     # RBAC alone would allow each of these (the chart's ClusterRole); the policy refuses them.
     for resource in ("deployment/foreign", "configmap/foreign"):
         assert op("-n", ns, "auth", "can-i", "patch", resource.split("/")[0] + "s", check=False).stdout.strip() == "yes"
-        msg = _refused(lambda: op("-n", ns, "patch", resource, "--type=merge", "-p", patch, check=False), f"patch {resource}")
+        msg = _refused(op, "-n", ns, "patch", resource, "--type=merge", "-p", patch)
         assert "managed-by=modelpilot" in msg and f"{ns}/foreign" in msg, msg
-    assert "managed-by=modelpilot" in _refused(lambda: op("-n", ns, "delete", "configmap", "foreign", check=False), "delete")
-    assert "managed-by=modelpilot" in _refused(
-        lambda: op("-n", "kube-system", "patch", "configmap", "kube-root-ca.crt", "--type=merge", "-p", patch, check=False),
-        "patch kube-system/kube-root-ca.crt")
+    assert "managed-by=modelpilot" in _refused(op, "-n", ns, "delete", "configmap", "foreign")
+    assert "managed-by=modelpilot" in _refused(op, "-n", "kube-system", "patch", "configmap", "kube-root-ca.crt",
+                                               "--type=merge", "-p", patch)
     assert "pwned" not in kubectl("-n", "kube-system", "get", "configmap", "kube-root-ca.crt", "-o", "yaml").stdout
     assert "pwned" not in kubectl("-n", ns, "get", "deployment", "foreign", "-o", "yaml").stdout
 
     # It may not create an unlabelled object, nor take one over by adding the label, nor drop the label
     # of its own; what it manages it creates, changes and deletes as before.
     unlabelled = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": ns}})
-    assert "managed-by" in _refused(lambda: op("create", "-f", "-", input=unlabelled, check=False), "create unlabelled")
+    assert "managed-by" in _refused(op, "create", "-f", "-", input=unlabelled)
     label = json.dumps({"metadata": {"labels": MANAGED}})
-    assert "managed-by" in _refused(lambda: op("-n", ns, "patch", "configmap", "foreign", "--type=merge", "-p", label,
-                                               check=False), "adopt by label")
+    assert "managed-by" in _refused(op, "-n", ns, "patch", "configmap", "foreign", "--type=merge", "-p", label)
     mine = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mine", "namespace": ns, "labels": MANAGED}})
     op("create", "-f", "-", input=mine)
     op("-n", ns, "patch", "configmap", "mine", "--type=merge", "-p", patch)
     unlabel = json.dumps({"metadata": {"labels": {"app.kubernetes.io/managed-by": None}}})
-    assert "managed-by" in _refused(lambda: op("-n", ns, "patch", "configmap", "mine", "--type=merge", "-p", unlabel,
-                                               check=False), "drop the label")
+    assert "managed-by" in _refused(op, "-n", ns, "patch", "configmap", "mine", "--type=merge", "-p", unlabel)
     op("-n", ns, "delete", "configmap", "mine")
     # Other users are not concerned.
     kubectl("-n", ns, "patch", "configmap", "foreign", "--type=merge", "-p", patch)
@@ -110,20 +107,19 @@ def model_sources_policy(kubectl: Kubectl, namespace: str) -> str:
 def test_model_sources_policy_admits_only_listed_images_secrets_and_claims(kubectl: Kubectl, model_sources_policy: str) -> None:
     ns = model_sources_policy
 
-    def create(body: dict):
-        return lambda: kubectl("-n", ns, "create", "-f", "-", input=yaml.safe_dump(body), check=False)
+    def create(body: dict) -> str:
+        return _refused(kubectl, "-n", ns, "create", "-f", "-", input=yaml.safe_dump(body))
 
-    msg = _refused(create(_export("img", image="docker.io/attacker/exporter:1")), "a foreign image")
+    msg = create(_export("img", image="docker.io/attacker/exporter:1"))
     assert "spec.image: docker.io/attacker/exporter:1 is not an allowed exporter image" in msg, msg
-    msg = _refused(create(_export("sec", source={"uri": "s3://bucket/m.onnx", "format": "onnx", "secretRef": {"name": "db-password"}})),
-                   "a Secret outside the list")
+    msg = create(_export("sec", source={"uri": "s3://bucket/m.onnx", "format": "onnx", "secretRef": {"name": "db-password"}}))
     assert "secretRef: only the Secrets model-store-* may be named, not db-password" in msg, msg
-    msg = _refused(create(_export("pvc", output={"uri": "pvc://payments-data/out"})), "a claim outside the list")
+    msg = create(_export("pvc", output={"uri": "pvc://payments-data/out"}))
     assert "pvc:// URIs: only the claims" in msg and "payments-data" in msg, msg
     md = {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "md"},
           "spec": {"model": {"uri": "s3://bucket/m.onnx", "format": "onnx", "secretRef": {"name": "db-password"}},
                    "runtime": {"kind": "triton"}, "placement": {"nodePool": "cpu"}}}
-    assert "db-password" in _refused(create(md), "a ModelDeployment naming a Secret outside the list")
+    assert "db-password" in create(md)
 
     ok = _export("ok", image="ghcr.io/modelpilot/exporter-onnx:0.2.0",
                  source={"uri": "pvc://models/m.onnx", "format": "onnx"}, output={"uri": "s3://bucket/out", "secretRef": {"name": "model-store-rw"}})
