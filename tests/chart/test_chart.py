@@ -186,3 +186,13 @@ def test_helm_install_then_a_rollout_as_the_chart_service_account(release: Relea
             "tests/e2e/test_rollouts.py::test_canary_runs_to_promotion",
             "tests/e2e/test_modeldeployment.py::test_spec_change_rolls_a_new_revision_and_removes_the_old",
             timeout=600)
+
+
+def test_the_charts_default_security_settings_are_the_operators_defaults() -> None:
+    """config.* in values.yaml reaches the operator whole, and its security defaults (export images,
+    Istio allowlists, Prometheus bounds, disk limits, NetworkPolicies) equal the operator's own."""
+    from modelpilot.config import parse_config
+    cm = next(o for o in template() if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-config"))
+    config, default = parse_config(yaml.safe_load(cm["data"]["config.yaml"])), parse_config({})
+    for field in ("allowed_export_images", "route_policy", "prometheus", "ephemeral_storage", "network_policy"):
+        assert getattr(config, field) == getattr(default, field), field
