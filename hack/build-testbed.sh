@@ -3,8 +3,8 @@
 #
 #   hack/build-testbed.sh [--help] [component...]
 #
-# Components: etcd kubernetes kwok helm gateway-api istio (default: these), and for the real node
-# (hack/local-up.sh --real-node): node (kubelet, kube-proxy) and traefik.
+# Components: etcd kubernetes kwok helm kube-score gateway-api istio (default: these), and for the
+# real node (hack/local-up.sh --real-node): node (kubelet, kube-proxy, crictl) and traefik.
 # Versions come from hack/versions.env. Each component is built in its own throwaway wrapper
 # module into a temporary directory and moved into the cache only when every binary of it built
 # and printed its version, so a failed or interrupted build never leaves a half-written binary
@@ -42,6 +42,7 @@ finish() {
       kubectl) v="$("$b" version --client 2>&1 | sed -n 1p)" ;;
       helm) v="$("$b" version --short 2>&1 | sed -n 1p)" ;;
       kwok) v="$("$b" --version 2>&1 | sed -n 1p)" ;;
+      kube-score) v="$("$b" version 2>&1 | sed -n 1p)" ;;
       *) v="$("$b" --version 2>&1 | sed -n 1p)" ;;
     esac
     log "  $(basename "$b"): $v"
@@ -178,6 +179,18 @@ build_helm() {
   finish helm "$stage" "$dest"; log "helm: done in $((SECONDS - t))s"
 }
 
+# kube-score lints the rendered samples and the chart (tests/chart/test_kube_score.py).
+build_kube_score() {
+  local dest; dest="$(kube_score_bin_dir)"
+  [[ -x "$dest/kube-score" ]] && { log "kube-score $KUBE_SCORE_VERSION: cached ($dest)"; return; }
+  local t=$SECONDS mod="$WORK/kube-score" stage="$WORK/kube-score-out" logf="$MODELPILOT_CACHE/logs/kube-score.log"
+  : >"$logf"; log "kube-score $KUBE_SCORE_VERSION: building (log: $logf)"
+  wrapper_module "$mod" kube-score; mkdir -p "$stage"
+  (cd "$mod" && run_step kube-score "$logf" go get "github.com/zegl/kube-score@$KUBE_SCORE_VERSION" \
+    && run_step kube-score "$logf" go build -trimpath -ldflags "-s -w -X main.version=$KUBE_SCORE_VERSION" -o "$stage/kube-score" github.com/zegl/kube-score/cmd/kube-score)
+  finish kube-score "$stage" "$dest"; log "kube-score: done in $((SECONDS - t))s"
+}
+
 # fetch_crds COMPONENT MODULE@VERSION SUBDIR DEST: copy YAML out of a Go module.
 fetch_crds() {
   local component="$1" modver="$2" sub="$3" dest="$4"
@@ -191,7 +204,7 @@ fetch_crds() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok helm gateway-api istio)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok helm kube-score gateway-api istio)
 for c in "${components[@]}"; do
   case "$c" in
     etcd) build_etcd ;;
@@ -200,9 +213,10 @@ for c in "${components[@]}"; do
     helm) build_helm ;;
     node) build_node ;;
     traefik) build_traefik ;;
+    kube-score) build_kube_score ;;
     gateway-api) fetch_crds gateway-api "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" config/crd/standard "$(gateway_crd_dir)" ;;
     istio) fetch_crds istio "istio.io/api@$ISTIO_API_VERSION" kubernetes "$(istio_crd_dir)" ;;
-    *) die "unknown component '$c' (known: etcd kubernetes kwok helm gateway-api istio node traefik)" ;;
+    *) die "unknown component '$c' (known: etcd kubernetes kwok helm kube-score gateway-api istio node traefik)" ;;
   esac
 done
 log "test bed ready under $MODELPILOT_CACHE/bin"

@@ -37,6 +37,7 @@ VERSIONS = _versions()
 K8S_BIN = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}"
 KUBECTL = str(K8S_BIN / "kubectl")
 HELM = str(CACHE / "bin" / f"helm-{VERSIONS['HELM_VERSION']}-release" / "helm")
+KUBE_SCORE = str(CACHE / "bin" / f"kube-score-{VERSIONS['KUBE_SCORE_VERSION']}" / "kube-score")
 
 Kubectl = Callable[..., subprocess.CompletedProcess]
 

@@ -87,6 +87,7 @@ _KEEP: dict[str, tuple[str, ...]] = {
     "ConfigMap": ("metadata",),
     "HorizontalPodAutoscaler": ("metadata",),
     "PodDisruptionBudget": ("metadata",),
+    "NetworkPolicy": ("metadata",),
     "Job": ("metadata", "status"),
     "Pod": ("metadata", "status"),
     "Node": ("metadata", "spec", "status"),

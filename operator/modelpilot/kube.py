@@ -35,6 +35,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Job": ("/apis/batch/v1", "jobs", True),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers", True),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
     "VirtualService": ("/apis/networking.istio.io/v1", "virtualservices", True),
     "ModelDeployment": (f"/apis/{c.API_VERSION}", "modeldeployments", True),

@@ -7,6 +7,7 @@ names what is missing, so that pods never sit Pending in silence.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -86,6 +87,19 @@ def parse_quantity(q: str | int | float) -> float:
         if s.endswith(suf):
             return float(s[: -len(suf)]) * suffixes[suf]
     return float(s)
+
+
+def sum_quantities(*quantities: str) -> str:
+    """The sum of byte quantities, rounded up to whole mebibytes (`20Gi` + `1Gi` -> `22528Mi`)."""
+    return f"{math.ceil(sum(parse_quantity(q) for q in quantities) / 2**20)}Mi"
+
+
+def with_ephemeral_storage(resources: Mapping[str, Any], request: str, limit: str) -> dict[str, Any]:
+    """`resources` with an ephemeral-storage request and limit, unless they name their own."""
+    out = {k: dict(v) for k, v in resources.items()}
+    out.setdefault("requests", {}).setdefault("ephemeral-storage", request)
+    out.setdefault("limits", {}).setdefault("ephemeral-storage", limit)
+    return out
 
 
 def find_unschedulable_reason(sched: Scheduling, nodes: Iterable[Mapping[str, Any]]) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 from . import constants as c
 from .api.modeldeployment import ModelDeployment
 from .config import OperatorConfig
-from .placement import scheduling_for
+from .placement import scheduling_for, sum_quantities, with_ephemeral_storage
 from .runtimes import MODEL_REPOSITORY, Signature, get_runtime
 
 CONFIG_MOUNT = "/etc/modelpilot/model-config"
@@ -138,7 +138,7 @@ def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: Ex
         "image": config.image_for("storage-init"),
         "command": ["modelpilot-storage-init"],
         "args": args,
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "resources": _disk_bounded({"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}, config),
         "securityContext": _container_security(),
         "volumeMounts": [
             {"name": "model-repository", "mountPath": MODEL_REPOSITORY},
@@ -152,6 +152,13 @@ def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: Ex
         # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS_JSON or HTTP_AUTHORIZATION.
         container["envFrom"] = [{"secretRef": {"name": md.model.secret_ref}}]
     return container
+
+
+def _disk_bounded(resources: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
+    """Every container of a serving pod may fill the pod's emptyDirs, which the kubelet counts
+    against the pod's ephemeral-storage limit: so each limit covers them, plus headroom."""
+    es = config.ephemeral_storage
+    return with_ephemeral_storage(resources, es.request, sum_quantities(es.headroom, es.model_repository, es.scratch))
 
 
 def _container_security() -> dict[str, Any]:
@@ -185,7 +192,7 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
         resources["requests"] = sched.requests
     if sched.limits:
         resources["limits"] = sched.limits
-    server["resources"] = resources
+    server["resources"] = _disk_bounded(resources, config)
     server["securityContext"] = _container_security()
     server["volumeMounts"] = [
         {"name": "model-repository", "mountPath": MODEL_REPOSITORY, "readOnly": True},
@@ -201,8 +208,8 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
         "initContainers": [_storage_initializer(md, config, export, claims)],
         "containers": [server],
         "volumes": [
-            {"name": "model-repository", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
+            {"name": "model-repository", "emptyDir": {"sizeLimit": config.ephemeral_storage.model_repository}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": config.ephemeral_storage.scratch}},
             # Model servers share tensors between processes through /dev/shm; the default 64 MiB is too small.
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
             {"name": "model-config", "configMap": {
@@ -250,6 +257,38 @@ def _service_ports(md: ModelDeployment) -> list[dict[str, Any]]:
     if ports.metrics:
         out.append({"name": "metrics", "port": ports.metrics, "targetPort": "metrics", "protocol": "TCP"})
     return out
+
+
+def build_network_policy(md: ModelDeployment, config: OperatorConfig) -> dict[str, Any] | None:
+    """Who may reach the ModelDeployment's pods (every revision), or None when the config leaves it off.
+
+    Serving ports admit only `networkPolicy.ingressFrom`, the metrics port only `metricsFrom`; a
+    list left empty gives no rule at all, since a rule with an empty `from` admits everyone.
+    Egress stays open, explicitly: the storage initializer downloads the model from wherever
+    spec.model.uri points.
+    """
+    opts = config.network_policy
+    if not opts.enabled:
+        return None
+    ports = get_runtime(md.runtime.kind).ports
+    ingress: list[dict[str, Any]] = []
+    if opts.ingress_from:
+        ingress.append({"from": [dict(p) for p in opts.ingress_from],
+                        "ports": [{"protocol": "TCP", "port": p} for p in (ports.http, ports.grpc) if p]})
+    if opts.metrics_from:
+        ingress.append({"from": [dict(p) for p in opts.metrics_from],
+                        "ports": [{"protocol": "TCP", "port": ports.metrics or ports.http}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(md, md.name, None, component="network-policy"),
+        "spec": {
+            "podSelector": {"matchLabels": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_COMPONENT: "predictor"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": [{}],
+        },
+    }
 
 
 def build_entry_service(md: ModelDeployment) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's naming
         length = int(self.headers.get("Content-Length", 0))
         self.server.requests.append(self.rfile.read(length).decode())
+        self.server.headers.append(self.headers)  # case-insensitive, as HTTP header names are
         status, body = self.server.answer
         raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
@@ -58,7 +59,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def server():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.requests, srv.answer = [], (200, ok("scalar", [0, "1"]))
+    srv.requests, srv.headers, srv.answer = [], [], (200, ok("scalar", [0, "1"]))
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     yield srv
@@ -105,3 +106,25 @@ def test_connection_refused_is_a_value():
         port = s.getsockname()[1]  # bound, never listening: refused
         res = PrometheusClient(f"http://127.0.0.1:{port}", timeout=1).query("up")
     assert not res.ok and res.error.startswith(f"cannot reach Prometheus at http://127.0.0.1:{port}")
+
+
+def test_the_tenant_header_carries_the_namespace_and_the_caps_come_from_the_config(server):
+    """Issue 11, scenario 8: with prometheus.tenantHeader set, every query names the namespace whose
+    analysis sent it (Mimir/Cortex/Thanos tenancy, or prom-label-proxy's -header-name)."""
+    from modelpilot.config import parse_config
+    config = parse_config({"prometheusUrl": f"http://127.0.0.1:{server.server_port}",
+                           "prometheus": {"tenantHeader": "X-Scope-OrgID", "maxSeries": 5, "maxResponseBytes": 4096}})
+    client = PrometheusClient.for_namespace(config, "team-b")
+    assert client.query("up").ok
+    assert server.headers[0]["X-Scope-OrgID"] == "team-b"
+    assert (client.max_series, client.max_bytes) == (5, 4096)
+    server.answer = (200, ok("vector", [{"metric": {"i": str(i)}, "value": [1, "1"]} for i in range(6)]))
+    assert "more than 5 series" in client.query("up").error
+    default = PrometheusClient.for_namespace(parse_config({"prometheusUrl": "http://x"}), "team-b")
+    assert default.headers == {} and default.max_series == 1000 and default.max_bytes == 8 * 1024 * 1024
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read_whole(server):
+    server.answer = (200, ok("vector", [{"metric": {"i": str(i)}, "value": [1, "1"]} for i in range(500)]))
+    res = PrometheusClient(f"http://127.0.0.1:{server.server_port}", max_bytes=1000).query("up")
+    assert not res.ok and "more than 1000 bytes" in res.error

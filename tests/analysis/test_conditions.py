@@ -87,3 +87,42 @@ def test_threshold_and_condition_must_both_pass():
     assert judge_conditions(m, [5.0])[0] == SUCCESSFUL
     assert judge_conditions(m, [0.5])[0] == FAILED
     assert judge_conditions(m, [50.0])[0] == FAILED
+
+
+# ---------- conditions that would freeze the worker (issue 11, scenario 1) ----------
+
+FREEZERS = [
+    "4000000**4000000 > result",          # passes simpleeval's own power cap; ~26 s of GIL
+    "3999999**3999999 > result",
+    "(2**1000)**4000000 > result",
+    "2**4000000 * 2**4000000 * 2**4000000 > result",
+    "1 << 4000000 << 4000000 > result",
+    "round(result) ** 4000000 > 1",
+    "sum(2**4000 ** 1000 for v in result) > 1",
+    "max((10**300)**(10**4) for v in result) > 1",
+]
+
+
+@pytest.mark.parametrize("expr", FREEZERS)
+def test_huge_integer_arithmetic_is_rejected_or_bounded_in_time(expr):
+    """No condition holds the worker for more than a second, whatever it computes."""
+    import time
+    t0 = time.monotonic()
+    with pytest.raises(ConditionError, match="too large"):
+        parse(expr)
+        evaluate(expr, [3.0, 4.0]) if "for v" in expr else evaluate(expr, [3.0])
+    assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize("expr", ["4000000**4000000 > result", "2**4000000 * 2**4000000 > result",
+                                  "1 << 4000000 > result", "result < 1" + "0" * 400])
+def test_huge_constants_are_refused_when_the_spec_is_parsed(expr):
+    with pytest.raises(ConditionError, match="too large.*2\\*\\*1024"):
+        parse(expr)
+
+
+@pytest.mark.parametrize("expr, values", [("result ** 2 < 10", [3.0]), ("2 ** 10 == 1024", [1.0]),
+                                          ("len(result) * 2 ** 100 > 1", [1.0, 2.0]),
+                                          ("round(result) ** 3 == 27", [3.0])])
+def test_ordinary_arithmetic_still_works(expr, values):
+    assert evaluate(expr, values) is True

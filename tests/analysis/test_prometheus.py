@@ -117,3 +117,25 @@ def test_judge_compares_live_canary_and_stable_targets(prometheus: Prom):
     # The same live target on both sides: no difference.
     same = _judge(live.replace("{{revision}}", "1"), live.replace("{{revision}}", "1"), minSamples=10)
     assert step(same, None, time.time(), prometheus.client.query, ctx(canary=2))["phase"] == "Successful"
+
+
+# ---------- bounded responses (issue 11, scenario 8) ----------
+
+def test_a_response_over_the_byte_cap_is_an_error_not_a_parse(prometheus: Prom):
+    from modelpilot.analysis import PrometheusClient
+    full = prometheus.client.query("up")
+    assert full.ok and full.series >= 2
+    capped = PrometheusClient(prometheus.url, timeout=5, max_bytes=100).query("up")
+    assert not capped.ok and "more than 100 bytes" in capped.error and "prometheus.maxResponseBytes" in capped.error
+
+
+def test_a_response_over_the_series_cap_is_an_error_measurement(prometheus: Prom):
+    from modelpilot.analysis import PrometheusClient
+    client = PrometheusClient(prometheus.url, timeout=5, max_series=1)
+    res = client.query("up")
+    assert not res.ok and "more than 1" in res.error and "prometheus.maxSeries" in res.error
+    spec = {"metrics": [{"name": "up", "query": "up", "successCondition": "all(v == 1 for v in result)"}]}
+    run = step(spec, None, time.time(), client.query, ctx(canary=2))
+    assert run["phase"] == "Running" and run["latest"][0]["verdict"] == "Error"
+    assert "prometheus.maxSeries" in run["latest"][0]["message"]
+    assert len(PrometheusClient(prometheus.url, timeout=5, max_series=1).query("sum(up)").values) == 1

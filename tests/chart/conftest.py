@@ -53,6 +53,23 @@ def sa_kubeconfig(kubectl: Kubectl, namespace: str, service_account: str, path: 
     return path
 
 
+def _audit_events(user: str, since_line: int, needle: str = "") -> Iterator[dict]:
+    """Audit events of `user` after line `since_line` (lines holding `needle`, when given)."""
+    path = LOCAL / "logs" / "audit.log"
+    if not path.exists():
+        return
+    with path.open() as f:
+        for i, line in enumerate(f):
+            if i >= since_line and f'"{user}"' in line and needle in line:
+                ev = json.loads(line)
+                if ev.get("user", {}).get("username") == user:
+                    yield ev
+
+
+def _refusal(ev: dict) -> str:
+    return f'{ev["verb"]} {ev.get("requestURI")}: {ev.get("responseStatus", {}).get("message")}'
+
+
 def audit_denials(kubectl: Kubectl, user: str, since_line: int = 0) -> list[str]:
     """Requests of `user` that RBAC refused (authorization decision "forbid") and that the rules
     still refuse (`kubectl auth can-i`), from the audit log after line `since_line`.
@@ -61,26 +78,25 @@ def audit_denials(kubectl: Kubectl, user: str, since_line: int = 0) -> list[str]
     until its RBAC informers have synced (tests/e2e restarts it mid-rollout): such a refusal of a
     request the rules allow is not a missing rule, and the operator retried it. The test bed
     audits writes; refused reads show in the operator's log."""
-    path = LOCAL / "logs" / "audit.log"
     out = []
-    if not path.exists():
-        return out
-    with path.open() as f:
-        for i, line in enumerate(f):
-            if i < since_line or f'"{user}"' not in line:
-                continue
-            ev = json.loads(line)
-            if ev.get("user", {}).get("username") != user or (ev.get("annotations") or {}).get("authorization.k8s.io/decision") == "allow":
-                continue
-            ref = ev.get("objectRef") or {}
-            resource = ref.get("resource", "") + (f".{ref['apiGroup']}" if ref.get("apiGroup") else "")
-            if ref.get("subresource"):
-                resource += f"/{ref['subresource']}"
-            scope = ["-n", ref["namespace"]] if ref.get("namespace") else []
-            allowed = kubectl("auth", "can-i", ev["verb"], resource, *scope, f"--as={user}", check=False).stdout.strip() == "yes"
-            if not allowed:
-                out.append(f'{ev["verb"]} {ev.get("requestURI")}: {ev.get("responseStatus", {}).get("message")}')
+    for ev in _audit_events(user, since_line):
+        if (ev.get("annotations") or {}).get("authorization.k8s.io/decision") == "allow":
+            continue
+        ref = ev.get("objectRef") or {}
+        resource = ref.get("resource", "") + (f".{ref['apiGroup']}" if ref.get("apiGroup") else "")
+        if ref.get("subresource"):
+            resource += f"/{ref['subresource']}"
+        scope = ["-n", ref["namespace"]] if ref.get("namespace") else []
+        if kubectl("auth", "can-i", ev["verb"], resource, *scope, f"--as={user}", check=False).stdout.strip() != "yes":
+            out.append(_refusal(ev))
     return out
+
+
+def policy_denials(user: str, since_line: int = 0) -> list[str]:
+    """Requests of `user` that a ValidatingAdmissionPolicy refused (the chart's operator-scope policy
+    among them), from the audit log after line `since_line`."""
+    return [_refusal(ev) for ev in _audit_events(user, since_line, "validation_failure")
+            if (ev.get("responseStatus") or {}).get("code") == 403]
 
 
 _REFUSAL = re.compile(r'cannot (\w+) resource \\?"([^"\\]+)\\?" in API group \\?"([^"\\]*)\\?"'

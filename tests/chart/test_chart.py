@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from ..conftest import LOCAL, REPO, Kubectl
-from .conftest import CHART, KUBE_VERSION, Release, audit_denials, audit_lines, forbidden_in_log, helm, sa_kubeconfig, template
+from .conftest import (CHART, KUBE_VERSION, Release, audit_denials, audit_lines, forbidden_in_log, helm, policy_denials,
+                       sa_kubeconfig, template)
 
 pytestmark = pytest.mark.integration
 EVERYTHING_ON = ("replicaCount=2", "prometheusRule.enabled=true", "serviceMonitor.enabled=true", "grafanaDashboard.enabled=true")
@@ -192,6 +193,8 @@ def run_e2e(release: Release, kubectl: Kubectl, tmp_path: Path, *selection: str,
     assert r.returncode == 0, f"e2e as {user} failed:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
     denied = audit_denials(kubectl, user, audit_from)
     assert denied == [], f"the apiserver refused the chart's ServiceAccount: {denied}"
+    refused = policy_denials(user, audit_from)
+    assert refused == [], f"the operator-scope admission policy refused the operator's own writes: {refused}"
     with log.open() as f:
         f.seek(log_offset)
         lines = forbidden_in_log(kubectl, f.read(), user)
@@ -210,3 +213,13 @@ def test_helm_install_then_a_rollout_as_the_chart_service_account(release: Relea
             "tests/e2e/test_rollouts.py::test_canary_runs_to_promotion",
             "tests/e2e/test_modeldeployment.py::test_spec_change_rolls_a_new_revision_and_removes_the_old",
             timeout=600)
+
+
+def test_the_charts_default_security_settings_are_the_operators_defaults() -> None:
+    """config.* in values.yaml reaches the operator whole, and its security defaults (export images,
+    Istio allowlists, Prometheus bounds, disk limits, NetworkPolicies) equal the operator's own."""
+    from modelpilot.config import parse_config
+    cm = next(o for o in template() if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-config"))
+    config, default = parse_config(yaml.safe_load(cm["data"]["config.yaml"])), parse_config({})
+    for field in ("allowed_export_images", "route_policy", "prometheus", "ephemeral_storage", "network_policy"):
+        assert getattr(config, field) == getattr(default, field), field

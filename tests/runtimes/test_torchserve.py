@@ -68,7 +68,7 @@ def _loopback(props: str, repo: Path) -> tuple[str, dict[str, int]]:
         ports[m.group(1)] = _free_port()
         return f"{m.group(1)}=http://127.0.0.1:{ports[m.group(1)]}"
 
-    props = re.sub(r"^(\w+_address)=http://0\.0\.0\.0:\d+$", addr, props, flags=re.M)
+    props = re.sub(r"^(\w+_address)=http://(?:0\.0\.0\.0|127\.0\.0\.1):\d+$", addr, props, flags=re.M)
     props = re.sub(r"^(grpc_\w+_port)=\d+$", lambda m: f"{m.group(1)}={_free_port()}", props, flags=re.M)
     props = props.replace(f"model_store={MODEL_REPOSITORY}", f"model_store={repo}")
     return props + "grpc_inference_address=127.0.0.1\ngrpc_management_address=127.0.0.1\n", ports
@@ -159,7 +159,10 @@ def test_torchserve_serves_our_mar_and_matches_the_source_model(serve, two_heads
     desc = json.loads(body)[0]
     assert (desc["batchSize"], desc["maxBatchDelay"], desc["minWorkers"]) == (4, 50, 1)
     assert [w["status"] for w in desc["workers"]] == ["READY"]
-    assert _http(f"{management}/models")[0] == 200, "the liveness probe's endpoint"
+    # The rendered liveness probe (an exec probe: the management API listens on loopback only).
+    live = TS.container(md, "unused")["livenessProbe"]["exec"]["command"]
+    live_script = live[2].replace(":8081/", f":{management.rsplit(':', 1)[1]}/")
+    assert subprocess.run([sys.executable, "-c", live_script], capture_output=True, timeout=30).returncode == 0
     assert "Healthy" in _http(f"{inference}/ping")[1]
 
     ref = np.load(two_heads["reference"])

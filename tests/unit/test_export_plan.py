@@ -92,8 +92,41 @@ def test_job_image_follows_the_source_format_and_is_overridable():
     body["spec"]["source"]["format"] = "tensorflow"
     assert image(body, config) == "registry.local/tf-exporter:1"
     body = copy.deepcopy(BODY)
-    body["spec"]["image"] = "registry.local/exporter:dev"
-    assert build_export_job(body, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/exporter:dev"
+    body["spec"]["image"] = "ghcr.io/modelpilot/exporter-onnx:dev"
+    assert build_export_job(body, "j", CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"] == body["spec"]["image"]
+
+
+@pytest.mark.parametrize("image", ["docker.io/attacker/exporter:1", "ghcr.io/modelpilotx/exporter:1", "busybox",
+                                   "ghcr.io/modelpilot"])
+def test_an_export_image_outside_the_allowlist_fails_without_a_job(image):
+    """Issue 11, scenario 3: the export Job holds the namespace's Secrets and a writable claim."""
+    body = copy.deepcopy(BODY)
+    body["spec"]["image"] = image
+    p = plan(body)
+    assert p.apply == [] and p.status["phase"] == "Failed"
+    assert p.status["message"].startswith("spec.image: image") and "allowedExportImages" in p.status["message"]
+    assert p.events and p.events[0][0] == "Warning"
+
+
+def test_the_export_image_allowlist_comes_from_the_config():
+    from modelpilot.config import parse_config
+    config = parse_config({"nodePools": {"cpu": {"nodeSelector": {"p": "cpu"}}},
+                           "allowedExportImages": ["registry.local/", "docker.io/me/exporter:1.2"]})
+    for image, ok in [("registry.local/x/exporter:dev", True), ("docker.io/me/exporter:1.2", True),
+                      ("docker.io/me/exporter:1.2@sha256:" + "a" * 64, True), ("docker.io/me/exporter:1.3", False),
+                      ("ghcr.io/modelpilot/exporter:0.1.0", False)]:
+        assert config.export_image_allowed(image) is ok, image
+    assert parse_config({"allowedExportImages": ["*"]}).export_image_allowed("anything:1")
+
+
+def test_with_network_policies_on_an_export_pod_admits_no_ingress():
+    from modelpilot.config import parse_config
+    config = parse_config({"nodePools": {"cpu": {"nodeSelector": {"p": "cpu"}}}, "networkPolicy": {"enabled": True}})
+    p = plan_model_export(BODY, config, ExportObserved(jobs={}, pods=[], now=T0))
+    np = next(o for o in p.apply if o["kind"] == "NetworkPolicy")
+    assert np["spec"] == {"podSelector": {"matchLabels": {"modelpilot.io/model-export": "resnet"}},
+                          "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": [{}]}
+    assert [o["kind"] for o in plan().apply] == ["ConfigMap", "Job"]  # off by default
 
 
 def test_pending_then_running():

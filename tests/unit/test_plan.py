@@ -179,3 +179,21 @@ def test_autoscaling_adds_hpa_and_leaves_replicas_alone():
 def test_removing_autoscaling_deletes_the_hpa():
     p = plan_model_deployment(md(), CONFIG, Observed(deployments={}, nodes=NODES, now=T0, autoscalers=frozenset({1})))
     assert ("HorizontalPodAutoscaler", "ml", "resnet-r1") in p.delete
+
+
+def test_an_istio_host_of_another_namespace_is_refused_before_anything_is_applied():
+    """Issue 11, scenario 6: a ModelDeployment in `ml` must not route payments' Service."""
+    p = Sim(md(traffic={"router": "istio", "istio": {"hosts": ["payments.payments.svc.cluster.local"]}})).reconcile()
+    x = cond(p.status, "SpecValid")
+    assert p.apply == [] and x["status"] == "False" and x["message"].startswith("spec.traffic.istio.hosts[0]")
+
+
+def test_network_policy_is_applied_when_enabled_and_deleted_when_turned_off():
+    from modelpilot.config import parse_config
+    on = parse_config({"nodePools": {"gpu-a100": {"nodeSelector": {"modelpilot.io/pool": "gpu-a100"}}},
+                       "networkPolicy": {"enabled": True, "ingressFrom": [{"podSelector": {}}]}})
+    p = plan_model_deployment(md(), on, Observed(deployments={}, nodes=None, now=T0))
+    assert [o["metadata"]["name"] for o in p.apply if o["kind"] == "NetworkPolicy"] == ["resnet"]
+    off = plan_model_deployment(md(), CONFIG, Observed(deployments={}, nodes=None, now=T0, network_policy=True))
+    assert not [o for o in off.apply if o["kind"] == "NetworkPolicy"]
+    assert ("NetworkPolicy", "ml", "resnet") in off.delete

@@ -86,7 +86,8 @@ def test_gpu_pod_lands_on_pool_with_gpu_request() -> None:
 def test_mig_requests_the_mig_resource() -> None:
     dep = render(CASES["triton-mig"])[2]
     res = dep["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert res["limits"] == {"nvidia.com/mig-1g.10gb": "1"}
+    assert res["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    assert set(res["limits"]) == {"nvidia.com/mig-1g.10gb", "ephemeral-storage"}
 
 
 def test_cpu_pod_has_no_gpu_and_no_toleration() -> None:
@@ -116,3 +117,89 @@ def test_no_replicas_field_under_autoscaling() -> None:
     spec = parse_model_deployment(md(autoscaling={"minReplicas": 1, "maxReplicas": 4}))
     dep = build_revision_objects(spec, 1, CONFIG, None)[1]
     assert "replicas" not in dep["spec"]
+
+
+@pytest.mark.parametrize("case", ["torchserve-cpu", "torchserve-gpu-torchscript"])
+def test_torchserve_management_api_listens_on_loopback_only(case: str) -> None:
+    """Issue 11, scenario 7: with token auth off, a management API on 0.0.0.0 lets any pod scale the
+    model to zero workers. It must listen on 127.0.0.1 (HTTP and gRPC), not be a declared port, and no
+    kubelet probe (httpGet/tcpSocket, which come from outside the pod) may need it."""
+    objs = render(CASES[case], **KWARGS.get(case, {}))
+    props = dict(line.split("=", 1) for line in objs[1]["data"]["config.properties"].splitlines())
+    assert props["management_address"] == "http://127.0.0.1:8081"
+    assert props["grpc_management_address"] == "127.0.0.1"
+    assert props["inference_address"] == "http://0.0.0.0:8080"  # the Service and the gateway reach it
+    server = objs[2]["spec"]["template"]["spec"]["containers"][0]
+    assert [p["name"] for p in server["ports"]] == ["http", "grpc", "metrics"]
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = server[kind]
+        remote = probe.get("httpGet") or probe.get("tcpSocket")
+        assert remote is None or remote["port"] not in ("management", 8081), f"{kind} needs the management API from outside"
+
+
+# ---------- bounded node disk and an optional NetworkPolicy (issue 11, scenario 10) ----------
+
+def _pod_templates() -> list[tuple[str, dict]]:
+    from modelpilot.export.job import build_export_job
+    from .test_export_plan import BODY
+    pods = [(case, o["spec"]["template"]["spec"]) for case in sorted(CASES)
+            for o in render(CASES[case], **KWARGS.get(case, {})) if o["kind"] == "Deployment"]
+    return pods + [("export-job", build_export_job(BODY, "resnet-export-g1", CONFIG)["spec"]["template"]["spec"])]
+
+
+def test_every_empty_dir_has_a_size_limit_and_every_container_bounded_ephemeral_storage() -> None:
+    pods = _pod_templates()
+    assert len(pods) == len(CASES) + 1
+    for case, pod in pods:
+        for v in pod["volumes"]:
+            if "emptyDir" in v:
+                assert v["emptyDir"].get("sizeLimit"), f"{case}: emptyDir {v['name']} has no sizeLimit"
+        for ctr in pod.get("initContainers", []) + pod["containers"]:
+            res = ctr["resources"]
+            assert res["requests"]["ephemeral-storage"] and res["limits"]["ephemeral-storage"], f"{case}: {ctr['name']}"
+
+
+def test_ephemeral_storage_comes_from_the_config_and_covers_the_pods_empty_dirs() -> None:
+    from modelpilot.config import parse_config
+    config = parse_config({"nodePools": {"gpu-a100": {"nodeSelector": {"p": "a100"}}},
+                           "ephemeralStorage": {"modelRepository": "50Gi", "scratch": "2Gi", "request": "1Gi", "headroom": "512Mi"}})
+    dep = build_revision_objects(parse_model_deployment(md()), 1, config, 2)[1]
+    pod = dep["spec"]["template"]["spec"]
+    sizes = {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if "emptyDir" in v}
+    assert sizes == {"model-repository": "50Gi", "tmp": "2Gi", "dshm": "1Gi"}
+    for ctr in pod["initContainers"] + pod["containers"]:
+        assert ctr["resources"]["requests"]["ephemeral-storage"] == "1Gi"
+        assert ctr["resources"]["limits"]["ephemeral-storage"] == f"{50 * 1024 + 2 * 1024 + 512}Mi"
+    with pytest.raises(ValueError, match="ephemeralStorage.scratch: expected a quantity"):
+        parse_config({"ephemeralStorage": {"scratch": "lots"}})
+
+
+def test_a_placement_that_sets_ephemeral_storage_keeps_it() -> None:
+    body = md(placement={"nodePool": "cpu", "resources": {"requests": {"cpu": "1", "ephemeral-storage": "5Gi"},
+                                                            "limits": {"ephemeral-storage": "80Gi"}}})
+    server = render(body)[2]["spec"]["template"]["spec"]["containers"][0]
+    assert server["resources"]["requests"]["ephemeral-storage"] == "5Gi"
+    assert server["resources"]["limits"]["ephemeral-storage"] == "80Gi"
+
+
+def test_network_policy_is_off_by_default_and_admits_only_the_configured_peers() -> None:
+    from modelpilot.config import parse_config
+    from modelpilot.render import build_network_policy
+    spec = parse_model_deployment(md())
+    assert build_network_policy(spec, CONFIG) is None
+    gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}}}
+    scraper = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    config = parse_config({"networkPolicy": {"enabled": True, "ingressFrom": [gateway], "metricsFrom": [scraper]}})
+    np = build_network_policy(spec, config)
+    assert np["kind"] == "NetworkPolicy" and np["metadata"]["name"] == "resnet"
+    assert np["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert np["spec"] == {
+        "podSelector": {"matchLabels": {"modelpilot.io/model-deployment": "resnet", "app.kubernetes.io/component": "predictor"}},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [gateway], "ports": [{"protocol": "TCP", "port": 8000}, {"protocol": "TCP", "port": 8001}]},
+                    {"from": [scraper], "ports": [{"protocol": "TCP", "port": 8002}]}],
+        "egress": [{}],  # the storage initializer downloads the model: egress stays open, explicitly
+    }
+    # No peers configured: no rule at all (a rule with an empty `from` would admit everyone).
+    closed = build_network_policy(spec, parse_config({"networkPolicy": {"enabled": True}}))
+    assert closed["spec"]["ingress"] == []

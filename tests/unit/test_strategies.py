@@ -360,3 +360,16 @@ def test_an_analysis_typo_is_reported_before_the_rollout_starts():
     msg = get_condition(p.status["conditions"], "SpecValid")["message"]
     assert p.status["phase"] == "Failed" and p.apply == []
     assert msg.startswith("spec.rollout.canary.steps[1].analysis.metrics[err].query") and "canaryRevison" in msg
+
+
+def test_an_analysis_condition_that_would_freeze_the_operator_is_refused_before_the_rollout():
+    """Issue 11, scenario 1: `4000000**4000000` passes simpleeval's power cap and holds the GIL ~26 s."""
+    import time
+    steps = {"strategy": "canary", "canary": {"steps": [{"setWeight": 10}, {"analysis": {"metrics": [
+        {"name": "err", "query": "errors", "successCondition": "4000000**4000000 > result"}]}}]}}
+    t0 = time.monotonic()
+    p = Sim(rollout(steps, GATEWAY)).reconcile()
+    assert time.monotonic() - t0 < 1.0
+    msg = get_condition(p.status["conditions"], "SpecValid")["message"]
+    assert p.status["phase"] == "Failed" and p.apply == []
+    assert msg.startswith("spec.rollout.canary.steps[1].analysis.metrics[err].successCondition") and "too large" in msg

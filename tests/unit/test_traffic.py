@@ -96,7 +96,7 @@ def ref(revision: int, weight: int) -> dict[str, Any]:
 
 
 def virtual_service(http: list[dict[str, Any]], hosts: list[str] | None = None, gateways: list[str] | None = None) -> dict[str, Any]:
-    s: dict[str, Any] = {"hosts": hosts or ["resnet.ml.svc.cluster.local"]}
+    s: dict[str, Any] = {"hosts": hosts or ["resnet.ml.svc.cluster.local"], "exportTo": ["."]}
     if gateways:
         s["gateways"] = gateways
     s["http"] = http
@@ -456,8 +456,9 @@ def test_istio_objects(state, want):
 
 def test_istio_hosts_and_gateways_from_spec():
     md_ = spec({"router": "istio", "istio": {"hosts": ["resnet.models.example.com"], "gateways": ["infra/public", "mesh"]}})
-    assert IstioRouter().route_objects(md_, CANARY)[-1] == virtual_service(
-        [ISTIO_SPLIT_10], hosts=["resnet.models.example.com"], gateways=["infra/public", "mesh"])
+    want = virtual_service([ISTIO_SPLIT_10], hosts=["resnet.models.example.com"], gateways=["infra/public", "mesh"])
+    want["spec"]["exportTo"] = [".", "infra"]  # the ingress gateway's namespace must see the routes
+    assert IstioRouter().route_objects(md_, CANARY)[-1] == want
 
 
 @pytest.mark.parametrize("state,want", [
@@ -596,3 +597,55 @@ def test_rendering_is_deterministic():
         md_ = spec(traffic)
         for st in (CANARY, PREVIEW, SWITCHED):
             assert get_router(kind).route_objects(md_, st) == get_router(kind).route_objects(spec(traffic), st)
+
+
+# ============================== least authority (issue 11, scenario 6) ==============================
+
+def test_istio_virtual_service_is_visible_in_its_own_namespace_only():
+    vs = IstioRouter().route_objects(spec(ISTIO), CANARY)[-1]
+    assert vs["spec"]["exportTo"] == ["."]
+
+
+@pytest.mark.parametrize("hosts", [["resnet"], ["resnet.ml"], ["resnet.ml.svc"], ["resnet.ml.svc.cluster.local"],
+                                   ["*.ml.svc.cluster.local"], ["other-svc.ml.svc.cluster.local", "resnet"]])
+def test_istio_hosts_in_the_objects_namespace_are_admitted(hosts):
+    assert get_router("istio").check(spec({"router": "istio", "istio": {"hosts": hosts}})) is None
+
+
+@pytest.mark.parametrize("hosts, bad", [
+    (["payments.payments.svc.cluster.local"], 0),   # another team's Service: a mesh takeover
+    (["resnet", "payments.payments.svc"], 1),
+    (["*"], 0), (["*.svc.cluster.local"], 0), (["resnet.models.example.com"], 0), (["*.example.com"], 0),
+])
+def test_istio_hosts_outside_the_namespace_are_refused_naming_the_field(hosts, bad):
+    err = get_router("istio").check(spec({"router": "istio", "istio": {"hosts": hosts}}))
+    assert err is not None and err.field == f"spec.traffic.istio.hosts[{bad}]"
+    assert hosts[bad] in str(err) and "istio.allowedHosts" in str(err)
+
+
+def test_istio_hosts_allowlisted_in_the_operator_config_are_admitted():
+    from modelpilot.config import parse_config
+    policy = parse_config({"istio": {"allowedHosts": ["*.models.example.com", "{namespace}.apps.example.com"]}}).route_policy
+    ok = spec({"router": "istio", "istio": {"hosts": ["resnet.models.example.com", "ml.apps.example.com"]}})
+    assert get_router("istio").check(ok, policy) is None
+    other_ns = spec({"router": "istio", "istio": {"hosts": ["team-a.apps.example.com"]}})
+    assert get_router("istio").check(other_ns, policy).field == "spec.traffic.istio.hosts[0]"
+
+
+@pytest.mark.parametrize("gateways, bad", [(["mesh", "infra/public"], 1), (["istio-system/ingress"], 0)])
+def test_istio_gateways_in_other_namespaces_need_the_allowlist(gateways, bad):
+    from modelpilot.config import parse_config
+    md_ = spec({"router": "istio", "istio": {"gateways": gateways}})
+    err = get_router("istio").check(md_)
+    assert err is not None and err.field == f"spec.traffic.istio.gateways[{bad}]" and "istio.allowedGateways" in str(err)
+    policy = parse_config({"istio": {"allowedGateways": ["infra/public", "istio-system/*"]}}).route_policy
+    assert get_router("istio").check(md_, policy) is None
+    assert get_router("istio").check(spec({"router": "istio", "istio": {"gateways": ["mesh", "local-gw", "ml/gw"]}})) is None
+
+
+def test_gateway_api_parent_refs_are_never_widened():
+    """A parentRef into another namespace is copied as given; whether the route may attach is the
+    Gateway's allowedRoutes' decision: the operator renders no ReferenceGrant or Gateway."""
+    objs = GatewayAPIRouter().route_objects(spec(GATEWAY), CANARY)
+    assert sorted(o["kind"] for o in objs) == ["HTTPRoute", "Service"]
+    assert objs[-1]["spec"]["parentRefs"] == [{"name": "public", "namespace": "infra", "sectionName": "https"}]

@@ -10,18 +10,27 @@ indexed (`result[0]`) and measured (`len(result)`), so both `result < 0.01` and 
 `result[0] < 0.01` work. A vector of several elements must be indexed or reduced
 (`all(v < 0.01 for v in result)`, `max(result) < 0.01`); comparing it as a whole is an error, not
 a silent False. NaN and empty results never get here: the run counts them as inconclusive first.
+
+Conditions are written by whoever may create a ModelDeployment and run in the operator's reconcile
+worker, so their cost is bounded (issue 11): simpleeval's own power cap still admits
+`4000000**4000000` (about 26 s of GIL). Here no integer may exceed `MAX_INT_BITS` bits (checked
+before `**`, `*` and `<<` compute anything, and on every value), and one evaluation stops after
+`MAX_EVAL_SECONDS`. Constant subexpressions over the bound are refused by `parse`, so they become
+a spec error that names the field.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import operator
 import re
 import statistics
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-from simpleeval import EvalWithCompoundTypes, InvalidExpression
+from simpleeval import DEFAULT_OPERATORS, EvalWithCompoundTypes, InvalidExpression
 
 SUCCESSFUL: Final = "Successful"
 FAILED: Final = "Failed"
@@ -30,6 +39,74 @@ INCONCLUSIVE: Final = "Inconclusive"
 
 class ConditionError(ValueError):
     """A condition that cannot be parsed, or cannot be evaluated on this result."""
+
+
+#: The largest integer a condition may compute: 2**1024 is about the largest float, so a bigger
+#: integer can never be meaningfully compared with a metric, and each operation on smaller ones
+#: takes microseconds.
+MAX_INT_BITS: Final = 1024
+#: Wall-clock bound of one evaluation, checked between nodes (each node is cheap once integers
+#: are bounded; comprehensions are capped at 10 000 items by simpleeval).
+MAX_EVAL_SECONDS: Final = 0.25
+
+
+class ConditionTooLarge(ConditionError):
+    """A condition that would compute an integer over MAX_INT_BITS bits or run too long."""
+
+
+def _too_large(what: str) -> ConditionTooLarge:
+    return ConditionTooLarge(f"{what} is too large: integers in a condition must stay below 2**{MAX_INT_BITS}; "
+                             "compare with a float literal such as 1e300 instead")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_int(x: Any, what: str = "") -> Any:
+    if _is_int(x) and x.bit_length() > MAX_INT_BITS:
+        raise _too_large(what or f"the value {_short(x)}")
+    return x
+
+
+def _bounded_pow(a: Any, b: Any) -> Any:
+    if not (_is_int(a) and _is_int(b)):
+        return DEFAULT_OPERATORS[ast.Pow](a, b)  # floats overflow at once; simpleeval's cap stays
+    if b > 0 and abs(a) > 1 and (abs(a).bit_length() - 1) * b >= MAX_INT_BITS:
+        raise _too_large(f"the power {_short(a)} ** {_short(b)}")
+    return a ** b
+
+
+def _bounded_mult(a: Any, b: Any) -> Any:
+    if _is_int(a) and _is_int(b) and a.bit_length() + b.bit_length() > MAX_INT_BITS + 1:
+        raise _too_large(f"the product {_short(a)} * {_short(b)}")
+    return DEFAULT_OPERATORS[ast.Mult](a, b)
+
+
+def _bounded_lshift(a: Any, b: Any) -> Any:
+    if _is_int(a) and _is_int(b) and a and a.bit_length() + b > MAX_INT_BITS:
+        raise _too_large(f"the shift {_short(a)} << {_short(b)}")
+    return operator.lshift(a, b)
+
+
+def _short(x: Any) -> str:
+    return f"<{x.bit_length()}-bit integer>" if _is_int(x) and x.bit_length() > 64 else repr(x)
+
+
+_OPERATORS: Final = {**DEFAULT_OPERATORS, ast.Pow: _bounded_pow, ast.Mult: _bounded_mult, ast.LShift: _bounded_lshift}
+
+
+class _BoundedEval(EvalWithCompoundTypes):
+    """simpleeval with integer sizes and wall-clock time bounded (see the module docstring)."""
+
+    def __init__(self, names: dict[str, Any]):
+        super().__init__(operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names=names)
+        self._deadline = time.monotonic() + MAX_EVAL_SECONDS
+
+    def _eval(self, node: ast.AST) -> Any:
+        if time.monotonic() > self._deadline:
+            raise ConditionTooLarge(f"the condition is too large: it ran over {MAX_EVAL_SECONDS}s")
+        return _check_int(super()._eval(node))
 
 
 class Scalar(float):
@@ -127,13 +204,27 @@ def parse(expr: str) -> str:
                                  f"{', '.join(sorted(FUNCTIONS))}")
         if isinstance(node, ast.Attribute):
             raise ConditionError(f"attribute access ({node.attr}) is not allowed in {expr!r}")
+    _check_constants(tree, expr)
     return src
+
+
+def _check_constants(tree: ast.Expression, expr: str) -> None:
+    """Refuse constant subexpressions over the bound: `4000000**4000000 > result`, a 400-digit literal."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Constant, ast.BinOp, ast.UnaryOp)) and not any(
+                isinstance(n, (ast.Name, ast.Call)) for n in ast.walk(node)):
+            try:
+                _BoundedEval(names={}).eval("", previously_parsed=node)
+            except ConditionTooLarge as e:
+                raise ConditionTooLarge(f"{e} (in {expr!r})") from None
+            except Exception:  # noqa: BLE001 - other errors (1/0) are found on evaluation, with the result
+                pass
 
 
 def evaluate(expr: str, values: Sequence[float]) -> bool:
     """Evaluate a condition over the query's values; raise ConditionError if it cannot be."""
     src = parse(expr)
-    ev = EvalWithCompoundTypes(names={**_CONSTANTS, "result": as_result(values)}, functions=dict(FUNCTIONS))
+    ev = _BoundedEval(names={**_CONSTANTS, "result": as_result(values)})
     try:
         out = ev.eval(src)
     except ConditionError:

@@ -14,6 +14,7 @@ import yaml
 from .. import constants as c
 from ..api.errors import SpecError
 from ..config import OperatorConfig
+from ..placement import sum_quantities, with_ephemeral_storage
 
 SPEC_MOUNT = "/etc/modelpilot/export"
 SPEC_FILE = "modelexport.yaml"
@@ -81,6 +82,30 @@ def _env_from(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _image(spec: Mapping[str, Any], config: OperatorConfig) -> str:
+    """spec.image if the operator config allows it (it runs with the namespace's Secrets), else the default."""
+    image = spec.get("image")
+    if not image:
+        return config.exporter_image((spec.get("source") or {}).get("format") or "onnx")
+    if not config.export_image_allowed(image):
+        raise SpecError("spec.image", f"image {image!r} is not allowed by the operator config",
+                        f"leave spec.image unset for the default exporter, use an image matching one of "
+                        f"{', '.join(config.allowed_export_images) or '(none)'}, or ask the cluster admin to add it "
+                        "to the operator config's allowedExportImages")
+    return str(image)
+
+
+def build_export_network_policy(body: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any] | None:
+    """With the config's networkPolicy.enabled, nothing may connect to an export pod (it serves
+    nothing); egress stays open for the downloads and uploads. None when the option is off."""
+    if not config.network_policy.enabled:
+        return None
+    meta = _meta(body, body["metadata"]["name"])
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": {
+        "podSelector": {"matchLabels": {c.LABEL_EXPORT: body["metadata"]["name"]}},
+        "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": [{}]}}
+
+
 def build_spec_config_map(body: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(body, name), "data": {SPEC_FILE: export_manifest(body)}}
 
@@ -103,14 +128,14 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
     mounts = [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
         {"name": "spec", "configMap": {"name": name}},
-        {"name": "tmp", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": config.ephemeral_storage.export_scratch}},
     ]
     for i, claim in enumerate(claims):
         mounts.append({"name": f"pvc-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": claim != out_claim})
         volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": claim != out_claim}})
     container = {
         "name": CONTAINER,
-        "image": spec.get("image") or config.exporter_image((spec.get("source") or {}).get("format") or "onnx"),
+        "image": _image(spec, config),
         "command": ["modelpilot-export"],
         "args": ["-f", f"{SPEC_MOUNT}/{SPEC_FILE}"],
         "env": [
@@ -119,7 +144,8 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
             {"name": "HOME", "value": "/tmp"},
         ],
         "envFrom": _env_from(spec),
-        "resources": {k: dict(v) for k, v in resources.items()},
+        "resources": with_ephemeral_storage(resources, config.ephemeral_storage.request, sum_quantities(
+            config.ephemeral_storage.headroom, config.ephemeral_storage.export_scratch)),
         "volumeMounts": mounts,
         # If the exporter dies before writing its result, the end of its log becomes the message.
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -17,7 +17,7 @@ from .. import constants as c
 from ..api.errors import SpecError
 from ..conditions import changed_conditions, set_condition
 from ..config import OperatorConfig
-from .job import CONTAINER, build_export_job, build_spec_config_map
+from .job import CONTAINER, build_export_job, build_export_network_policy, build_spec_config_map
 
 ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs")
 
@@ -83,7 +83,8 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         plan.events = [("Warning", c.REASON_INVALID_SPEC, str(err))] if changed_conditions(old_conds, conds) else []
         return plan
 
-    plan.apply = [cm, job]
+    policy = build_export_network_policy(body, config)
+    plan.apply = [cm, job] if policy is None else [cm, policy, job]
     for g, old in observed.jobs.items():
         active = not (_job_condition(old, "Complete") or _job_condition(old, "Failed"))
         if g != gen and active:

@@ -59,7 +59,8 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     export = store.get("ModelExport", namespace, export_name) if export_name else None
     now = now_rfc3339()
     observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now, autoscalers=autoscalers,
-                        routes=routes, analyze=_analyzer(config, now), export=export, disruption_budgets=pdbs)
+                        routes=routes, analyze=_analyzer(config, now, namespace), export=export, disruption_budgets=pdbs,
+                        network_policy=bool(store.owned("NetworkPolicy", namespace, name)))
 
     # Plan.
     plan = plan_model_deployment(body, config, observed)
@@ -81,10 +82,10 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     return plan.requeue_after
 
 
-def _analyzer(config: OperatorConfig, now: str) -> AnalyzeFn | None:
+def _analyzer(config: OperatorConfig, now: str, namespace: str) -> AnalyzeFn | None:
     """analysis.step with the clock and the configured Prometheus bound; None without a Prometheus."""
     if not config.prometheus_url:
         return None
-    client = PrometheusClient(config.prometheus_url)
+    client = PrometheusClient.for_namespace(config, namespace)
     ts = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     return lambda spec, run, ctx: analysis_step(dict(spec), run, ts, client.query, dict(ctx))

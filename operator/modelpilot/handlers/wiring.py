@@ -104,7 +104,7 @@ async def _start_reconciling() -> None:
 
 
 SYNCED_KINDS = ("ModelDeployment", "ModelExport", "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
-                "PodDisruptionBudget", "Job", "Pod", "HTTPRoute", "VirtualService")
+                "PodDisruptionBudget", "NetworkPolicy", "Job", "Pod", "HTTPRoute", "VirtualService")
 
 
 def _initial_sync() -> dict[str, int]:
@@ -209,6 +209,7 @@ CHILDREN: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
     ("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", MANAGED),
     ("networking.istio.io", "v1", "virtualservices", "VirtualService", MANAGED),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", MANAGED),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", MANAGED),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", MANAGED),
 )
 

@@ -29,7 +29,7 @@ from ..config import OperatorConfig
 from ..kube import object_hash
 from ..placement import find_unschedulable_reason, scheduling_for
 from ..api.modeldeployment import check_runtime_format, spec_hash
-from ..render import ExportArtifact, build_revision_objects, endpoint, runtime_warnings
+from ..render import ExportArtifact, build_network_policy, build_revision_objects, endpoint, runtime_warnings
 from ..traffic import TrafficState, get_router, header_matches_from_spec
 from ..traffic.base import ReplicaPlan
 from ..uris import redact_uri
@@ -57,6 +57,7 @@ class Observed:
     # spec.model.exportRef: the referenced ModelExport's body (None: not found), when one is referenced.
     export: Mapping[str, Any] | None = None
     disruption_budgets: frozenset[int] = frozenset()  # revisions that have a PodDisruptionBudget
+    network_policy: bool = False  # the ModelDeployment's NetworkPolicy exists
 
 
 @dataclass
@@ -524,6 +525,11 @@ class _Rollout:
         for (kind, name) in obs.routes:
             if (kind, name) not in wanted:
                 self.plan.delete.append((kind, md.namespace, name))
+        policy = build_network_policy(md, self.config)
+        if policy is not None:
+            self.plan.apply.append(policy)
+        elif obs.network_policy:
+            self.plan.delete.append(("NetworkPolicy", md.namespace, md.name))
         for rev in obs.autoscalers:
             if not md.autoscaling or replicas_for.get(rev, 0) == 0:
                 self.plan.delete.append(("HorizontalPodAutoscaler", md.namespace, c.revision_name(md.name, rev)))
@@ -672,7 +678,7 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
         export, _, _ = resolve_export(md, observed.export)
         if export is not None:
             check_runtime_format(md.runtime.kind, export.format, "spec.model.exportRef.target")
-        err = router.check(md)
+        err = router.check(md, config.route_policy)
         if err is not None:
             raise err
         steps = compile_steps(md)

@@ -95,13 +95,12 @@ STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURES = 180
 
 
-def container_ports(ports: Ports, extra: tuple[tuple[str, int], ...] = ()) -> list[dict[str, Any]]:
+def container_ports(ports: Ports) -> list[dict[str, Any]]:
     out = [{"name": "http", "containerPort": ports.http, "protocol": "TCP"}]
     if ports.grpc:
         out.append({"name": "grpc", "containerPort": ports.grpc, "protocol": "TCP"})
     if ports.metrics:
         out.append({"name": "metrics", "containerPort": ports.metrics, "protocol": "TCP"})
-    out += [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in extra]
     return out
 
 

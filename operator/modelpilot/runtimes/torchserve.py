@@ -5,8 +5,12 @@ A ready `.mar` (format `mar`) is served as it is. A TorchScript (`model.pt`) or 
 modelpilot's tensor handler (JSON tensors in, JSON tensors out; see
 modelpilot_exporters.storage_init). config.properties pins the addresses, the model to load at
 start, its workers and server-side batching (`batchSize`, `maxBatchDelay`), turns off the model
-registration API and token auth (the pod is reached through its Service only), and leaves no
-config snapshots, so that the server writes only under /tmp (read-only root filesystem).
+registration API, and leaves no config snapshots, so that the server writes only under /tmp
+(read-only root filesystem).
+
+Token auth is off, so the management API (which can scale a model to zero workers) listens on the
+pod's loopback only, HTTP and gRPC alike (issue 11); the probes that need it are exec probes, run
+inside the container. Inference and metrics listen on all addresses for the Service and Prometheus.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from ..api.modeldeployment import ModelDeployment
 from .base import (MODEL_REPOSITORY, STARTUP_FAILURES, STARTUP_PERIOD_SECONDS, Ports, Signature, container_ports,
-                   env_list, http_probe)
+                   env_list)
 
 MANAGEMENT_PORT = 8081
 GRPC_MANAGEMENT_PORT = 7071
@@ -31,6 +35,15 @@ READY_CHECK = (
     "models = json.load(u.urlopen('http://127.0.0.1:{management}/models/{model}', timeout=3))\n"
     "sys.exit(0 if any(w['status'] == 'READY' for m in models for w in m['workers']) else 1)\n"
 )
+# Liveness: the frontend answers its management API as long as it runs (TorchServe restarts dead
+# workers itself); asked over loopback, since the API is not reachable from the kubelet.
+LIVE_CHECK = "import urllib.request as u\nu.urlopen('http://127.0.0.1:{management}/models', timeout=3)\n"
+LOOPBACK = "127.0.0.1"
+
+
+def _exec_probe(script: str, *, period: int, failure: int) -> dict[str, Any]:
+    return {"exec": {"command": ["python3", "-c", script]}, "periodSeconds": period, "failureThreshold": failure,
+            "timeoutSeconds": 5}
 
 
 def max_batch_delay_ms(md: ModelDeployment) -> int:
@@ -58,20 +71,18 @@ class TorchServe:
                 *md.runtime.args,
             ],
             "workingDir": "/tmp",
-            "ports": container_ports(self.ports, (("management", MANAGEMENT_PORT),)),
+            "ports": container_ports(self.ports),
             # Logs and metrics logs go to /tmp (an emptyDir): the root filesystem is read-only.
             "env": env_list(md, (("LOG_LOCATION", "/tmp/logs"), ("METRICS_LOCATION", "/tmp/logs"),
                                  ("PYTHONDONTWRITEBYTECODE", "1"))),
             "readinessProbe": self._ready_probe(md, period=5, failure=3),
-            # The frontend answers its management API as long as it runs; TorchServe restarts dead workers itself.
-            "livenessProbe": http_probe("/models", "management", period=10, failure=3),
+            "livenessProbe": _exec_probe(LIVE_CHECK.format(management=MANAGEMENT_PORT), period=10, failure=3),
             "startupProbe": self._ready_probe(md, period=STARTUP_PERIOD_SECONDS, failure=STARTUP_FAILURES),
         }
 
     def _ready_probe(self, md: ModelDeployment, *, period: int, failure: int) -> dict[str, Any]:
         script = READY_CHECK.format(http=self.ports.http, management=MANAGEMENT_PORT, model=md.model.name)
-        return {"exec": {"command": ["python3", "-c", script]}, "periodSeconds": period, "failureThreshold": failure,
-                "timeoutSeconds": 5}
+        return _exec_probe(script, period=period, failure=failure)
 
     def config_files(self, md: ModelDeployment, signature: Signature | None = None) -> dict[str, str]:
         r = md.runtime
@@ -87,9 +98,10 @@ class TorchServe:
         }}}
         props = {
             "inference_address": f"http://0.0.0.0:{self.ports.http}",
-            "management_address": f"http://0.0.0.0:{MANAGEMENT_PORT}",
+            "management_address": f"http://{LOOPBACK}:{MANAGEMENT_PORT}",
             "metrics_address": f"http://0.0.0.0:{self.ports.metrics}",
             "grpc_inference_port": str(self.ports.grpc),
+            "grpc_management_address": LOOPBACK,
             "grpc_management_port": str(GRPC_MANAGEMENT_PORT),
             "model_store": MODEL_REPOSITORY,
             # name=file: the model is served under spec.model.name whatever name the archive carries.

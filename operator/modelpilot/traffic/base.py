@@ -14,6 +14,7 @@ from typing import Any, Final, Mapping, Protocol, Sequence
 
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
+from ..config import RoutePolicy
 
 # Blue-green: requests carrying this header reach the preview (new) revision through the route.
 PREVIEW_HEADER: Final = "x-modelpilot-preview"
@@ -100,8 +101,9 @@ class ReplicaPlan:
 class TrafficRouter(Protocol):
     kind: str
 
-    def check(self, md: ModelDeployment) -> SpecError | None:
-        """None, or why this router cannot carry md (a SpecError naming the field and the fix)."""
+    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
+        """None, or why this router cannot carry md (a SpecError naming the field and the fix),
+        including names outside md's namespace that `policy` does not admit."""
 
     def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
         """Every routing object that should exist now: the entry Service `<name>` (its selector is

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
+from ..config import RoutePolicy
 from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, TrafficState
 from .common import (check_ab_headers, cookie_regex, describe, entry_service, find_object, preview_service,
                      route_metadata, routed_replicas, service_name, share_percent)
@@ -34,7 +35,7 @@ MAX_HEADER_VALUE = 4096  # HTTPRoute header match value
 class GatewayAPIRouter:
     kind = "gatewayAPI"
 
-    def check(self, md: ModelDeployment) -> SpecError | None:
+    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
         gateway = md.traffic.get("gateway") or {}
         if not gateway.get("parentRefs"):
             return SpecError("spec.traffic.gateway.parentRefs", "router gatewayAPI needs the Gateway the HTTPRoute attaches to",

@@ -8,14 +8,25 @@ HTTP routes, first match wins, so the order matters:
 - `preview` (blue-green before the switch): `x-modelpilot-preview: true` goes to the canary;
 - `split`: the rest, by `route[].weight`; shadow adds `mirror` and `mirrorPercentage`.
 Destinations are the per-revision Services by FQDN, with the port, so no DestinationRule is needed.
+
+Least authority (issue 11): the VirtualService is rendered with `exportTo: ["."]` (plus the
+namespaces of the gateways it binds to, which must see it), so it shapes only the traffic of its
+own namespace's proxies, and `check` admits only hosts in the object's
+namespace (a short name, `<svc>.<ns>[.svc[.cluster.local]]`, `*.<ns>.svc.cluster.local`) and
+gateways in it (or `mesh`), plus what the operator config's `istio.allowedHosts` /
+`istio.allowedGateways` allow. Otherwise a ModelDeployment in `team-b` could route
+`payments.payments.svc.cluster.local` to its own pods with the operator's permissions.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from typing import Any, Mapping, Sequence
 
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
+from ..config import RoutePolicy
 from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, TrafficState
 from .common import (check_ab_headers, cookie_regex, describe, entry_service, find_object, preview_service,
                      route_metadata, routed_replicas, service_host, service_name, share_percent)
@@ -30,8 +41,8 @@ _MATCH_TYPES = {"Exact": "exact", "RegularExpression": "regex"}
 class IstioRouter:
     kind = "istio"
 
-    def check(self, md: ModelDeployment) -> SpecError | None:
-        return check_ab_headers(md)
+    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
+        return check_ab_headers(md) or check_hosts(md, policy) or check_gateways(md, policy)
 
     def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
         objs = [entry_service(md, state, split_by_pods=False), preview_service(md, state), build_virtual_service(md, state)]
@@ -70,11 +81,52 @@ class IstioRouter:
         return Achieved(100 - canary_weight, canary_weight, mirror, exact=not notes, note="; ".join(notes))
 
 
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+
+
+def _in_namespace(host: str, namespace: str) -> bool:
+    if re.fullmatch(_LABEL, host):
+        return True  # a short name: Istio resolves it in the VirtualService's namespace
+    return re.fullmatch(rf"({_LABEL}|\*)\.{re.escape(namespace)}(\.svc(\.cluster\.local)?)?", host) is not None
+
+
+def _allowed(name: str, patterns: Sequence[str], namespace: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, p.replace("{namespace}", namespace).lower()) for p in patterns)
+
+
+def check_hosts(md: ModelDeployment, policy: RoutePolicy) -> SpecError | None:
+    for i, host in enumerate((md.traffic.get("istio") or {}).get("hosts") or ()):
+        h = str(host).lower()
+        if not (_in_namespace(h, md.namespace) or _allowed(h, policy.allowed_hosts, md.namespace)):
+            return SpecError(f"spec.traffic.istio.hosts[{i}]",
+                             f"host {host!r} is outside namespace {md.namespace} and not allowed by the operator config",
+                             f"use a Service of this namespace (<service> or <service>.{md.namespace}.svc.cluster.local), "
+                             "or ask the cluster admin to add it to the operator config's istio.allowedHosts")
+    return None
+
+
+def check_gateways(md: ModelDeployment, policy: RoutePolicy) -> SpecError | None:
+    for i, gw in enumerate((md.traffic.get("istio") or {}).get("gateways") or ()):
+        g = str(gw).lower()
+        ns = g.split("/", 1)[0] if "/" in g else md.namespace
+        if not (g == "mesh" or ns == md.namespace or _allowed(g, policy.allowed_gateways, md.namespace)):
+            return SpecError(f"spec.traffic.istio.gateways[{i}]",
+                             f"gateway {gw!r} is in another namespace and not allowed by the operator config",
+                             f"use mesh or a Gateway of namespace {md.namespace}, or ask the cluster admin to add "
+                             "it to the operator config's istio.allowedGateways")
+    return None
+
+
 def build_virtual_service(md: ModelDeployment, state: TrafficState) -> dict[str, Any]:
     istio = md.traffic.get("istio") or {}
-    spec: dict[str, Any] = {"hosts": list(istio.get("hosts") or [service_host(md, md.name)])}
-    if istio.get("gateways"):
-        spec["gateways"] = list(istio["gateways"])
+    # exportTo: only this namespace's proxies, and the namespaces of the (admitted) gateways it binds
+    # to, see the routes. Istio's default is every namespace.
+    gateways = [str(g) for g in istio.get("gateways") or ()]
+    gateway_namespaces = {g.split("/", 1)[0] for g in gateways if "/" in g} - {md.namespace}
+    spec: dict[str, Any] = {"hosts": list(istio.get("hosts") or [service_host(md, md.name)]),
+                            "exportTo": [".", *sorted(gateway_namespaces)]}
+    if gateways:
+        spec["gateways"] = gateways
     http: list[dict[str, Any]] = []
     if state.canary_revision is not None and state.has_match:
         http.append({"name": ROUTE_AB, "match": _ab_matches(state), "route": [_destination(md, state.canary_revision, 100)]})

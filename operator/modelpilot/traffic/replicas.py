@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
+from ..config import RoutePolicy
 from .base import Achieved, ReplicaPlan, TrafficState
 from .common import entry_service, find_object, preview_service, serving_revision, share_percent
 
@@ -58,7 +59,7 @@ def approximate_replica_counts(total: int, weight: int, max_surge: int = 0) -> R
 class ReplicaRouter:
     kind = "replicas"
 
-    def check(self, md: ModelDeployment) -> SpecError | None:
+    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
         if md.strategy in _NEEDS_PROXY:
             return SpecError(
                 "spec.traffic.router",
