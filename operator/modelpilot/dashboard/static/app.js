@@ -45,13 +45,15 @@ function fmtBytes(n) {
 function fmtTime(ts) {
   if (!ts) return dash;
   const d = new Date(ts);
-  return isNaN(d) ? ts : d.toLocaleString();
+  if (isNaN(d)) return ts;
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return d.toDateString() === new Date().toDateString() ? time : `${d.toLocaleDateString()} ${time}`;
 }
+const speed = (r) => (r >= 1 ? `${r.toFixed(1)}× faster` : `${(1 / r).toFixed(1)}× slower`);
 function weightBar(w) {
   const s = w.stable ?? 0, c = w.canary ?? 0;
   return h("div", {},
-    h("div", { class: "wbar", title: `stable ${s}% · canary ${c}%` },
-      h("span", { class: "s", style: null }), h("span", { class: "c" })),
+    h("div", { class: "wbar", title: `stable ${s}% · canary ${c}%` }, h("span", { class: "s" }), h("span", { class: "c" })),
     h("div", { class: "wtext" }, h("b", {}, `${s}`), "/", h("b", {}, `${c}`), w.mirror ? ` · mirror ${w.mirror}%` : ""));
 }
 // Widths are set through the CSSOM: the Content-Security-Policy forbids inline style attributes.
@@ -191,8 +193,9 @@ function rolloutView(key) {
 
 function actions(key, o) {
   const st = o.status;
-  const revisions = (st.revisions || []).map((r) => r.revision).filter((n) => n !== st.stableRevision);
-  const selected = ui.undo[key] ?? (revisions.length ? String(revisions[revisions.length - 1]) : "");
+  // Undo serves an earlier revision again: neither the stable nor the canary one. Newest first.
+  const revisions = (st.revisions || []).map((r) => r.revision).filter((n) => n !== st.stableRevision && n !== st.canaryRevision).reverse();
+  const selected = ui.undo[key] ?? (revisions.length ? String(revisions[0]) : "");
   const res = ui.result[key];
   const button = (action, label, cls) => h("button", { class: "action " + (cls || ""), "data-action": action, onclick: () => act(key, o, action) }, label);
   return h("section", { class: "card", id: "actions" }, h("h2", {}, "Actions"),
@@ -262,11 +265,13 @@ function drawCharts() {
       const stepped = uPlot.paths.stepped({ align: 1 });
       c.plot = new uPlot({
         width, height: 220, scales: { x: { time: true }, y: { range: [0, 100] } },
-        axes: [{}, { values: (u, vals) => vals.map((v) => v + "%"), size: 50 }],
+        legend: { live: false },
+        axes: [{ values: (u, vals) => vals.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })) },
+          { values: (u, vals) => vals.map((v) => v + "%"), size: 50 }],
         series: [{},
-          { label: "stable %", stroke: "#2f6fde", width: 2, paths: stepped, fill: "rgba(47,111,222,.08)" },
-          { label: "canary %", stroke: "#e8800c", width: 2, paths: stepped, fill: "rgba(232,128,12,.12)" },
-          { label: "mirror %", stroke: "#8a4fd8", width: 2, paths: stepped, dash: [6, 4] }],
+          { label: "stable %", stroke: "#2f6fde", width: 2, paths: stepped, points: { show: false }, fill: "rgba(47,111,222,.08)" },
+          { label: "canary %", stroke: "#e8800c", width: 2, paths: stepped, points: { show: false }, fill: "rgba(232,128,12,.12)" },
+          { label: "mirror %", stroke: "#8a4fd8", width: 2, paths: stepped, points: { show: false }, dash: [6, 4] }],
       }, data, c.el);
     } else {
       c.plot.setData(data);
@@ -279,7 +284,7 @@ function analysisSection(st) {
   const runs = Object.entries((st.analysis || {}).runs || {});
   return h("section", { class: "card", id: "analysis" }, h("h2", {}, "Analysis"),
     runs.length ? runs.map(([name, run]) => h("div", { class: "run", "data-run": name },
-      h("div", { class: "head" }, h("b", {}, name), badge(run.phase), h("span", { class: "muted" }, show(run.message))),
+      h("div", { class: "head" }, h("b", {}, name), badge(run.phase), run.message ? h("span", { class: "muted" }, run.message) : null),
       (run.metrics || []).length ? h("div", { class: "stats" }, run.metrics.map((m) =>
         h("span", {}, h("b", {}, m.name), `: ${m.successful || 0} ok, ${m.failures || 0} failed, ${m.inconclusive || 0} inconclusive, ${m.errors || 0} errors   `))) : null,
       (run.latest || []).length ? h("table", {},
@@ -334,13 +339,15 @@ function exportView(key) {
         h("div", { class: "fact" }, h("div", { class: "k" }, "Manifest"), h("div", { class: "v mono" }, show(st.manifestUri))))),
     h("section", { class: "card", id: "targets" }, h("h2", {}, "Targets"),
       arts.length ? h("table", {},
-        h("thead", {}, h("tr", {}, ["Target", "Format", "Size", "sha256", "Max abs error", "Top-1 agreement", "Latency (p50)", "Validation"].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["Target", "Format", "Size", "sha256", "Max abs error", "Top-1 agreement", "Latency p50", "Source p50", "Validation"].map((t) => h("th", {}, t)))),
         h("tbody", {}, arts.map((a) => h("tr", {},
           h("td", {}, a.name), h("td", {}, a.format), h("td", { class: "num" }, fmtBytes(a.sizeBytes)),
           h("td", { class: "mono", title: a.sha256 || "" }, a.sha256 ? a.sha256.slice(0, 16) + "…" : dash),
           h("td", { class: "num" }, fmtNumber(a.maxAbsError, 3)),
           h("td", { class: "num" }, a.top1Agreement === undefined ? dash : (100 * a.top1Agreement).toFixed(1) + "%"),
-          h("td", { class: "num" }, a.latencyMs === undefined ? dash : `${fmtNumber(a.latencyMs, 3)} ms` + (a.sourceLatencyMs ? ` (source ${fmtNumber(a.sourceLatencyMs, 3)} ms)` : "")),
+          h("td", { class: "num" }, a.latencyMs === undefined ? dash : `${fmtNumber(a.latencyMs, 3)} ms`),
+          h("td", { class: "num" }, a.sourceLatencyMs === undefined ? dash : `${fmtNumber(a.sourceLatencyMs, 3)} ms`
+            + (a.latencyMs ? ` · artifact ${speed(a.sourceLatencyMs / a.latencyMs)}` : "")),
           h("td", {}, verdict(a))))))
         : h("div", { class: "empty" }, `No artifacts yet (${(o.spec.targets || []).length} target(s) requested).`)),
     conditions(st));
