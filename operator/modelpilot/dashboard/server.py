@@ -98,7 +98,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await resp.write(b": keep-alive\n\n")
                 continue
             await _send(resp, msg)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the page went away
         pass
     finally:
         hub.subscribers.discard(queue)

@@ -256,6 +256,12 @@ function chartData(points) {
   return [0, 1, 2, 3].map((i) => pts.map((p) => p[i]));
 }
 
+const pad = (n) => String(n).padStart(2, "0");
+const clock = (t) => {
+  const d = new Date(t * 1000);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}` + (d.getSeconds() ? `:${pad(d.getSeconds())}` : "");
+};
+
 function drawCharts() {
   for (const [key, c] of charts) {
     if (!c.el.isConnected) continue;
@@ -266,7 +272,7 @@ function drawCharts() {
       c.plot = new uPlot({
         width, height: 220, scales: { x: { time: true }, y: { range: [0, 100] } },
         legend: { live: false },
-        axes: [{ values: (u, vals) => vals.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })) },
+        axes: [{ space: 70, values: (u, vals) => vals.map(clock) },
           { values: (u, vals) => vals.map((v) => v + "%"), size: 50 }],
         series: [{},
           { label: "stable %", stroke: "#2f6fde", width: 2, paths: stepped, points: { show: false }, fill: "rgba(47,111,222,.08)" },

@@ -1,0 +1,126 @@
+"""Fixtures for the dashboard's browser tests: the operator (the e2e suite's `Operator`, here for one
+module), `kubectl modelpilot dashboard` as a real process with a given kubeconfig, and Debian's
+chromium driven by Selenium through chromium-driver (no browser is downloaded)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from ..chart.conftest import _child_operators
+from ..conftest import KUBECTL, LOCAL, REPO
+from ..e2e.conftest import Operator
+
+sys.path.insert(0, str(REPO / "hack" / "testbed"))
+from local_operator import stop_local_up_operator  # noqa: E402
+
+CHROMIUM = os.environ.get("MODELPILOT_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("MODELPILOT_CHROMEDRIVER", "/usr/bin/chromedriver")
+PORT_BASE = int(os.environ.get("MODELPILOT_DASHBOARD_PORT_BASE", "3190"))
+
+
+@pytest.fixture(scope="module")
+def dash_operator(kubeconfig: str) -> Iterator[Operator]:
+    """The operator for this module's rollouts. Another operator that this pytest process runs
+    (tests/e2e's session one, when both directories run) is frozen meanwhile: two actors make
+    weights flap."""
+    stop_local_up_operator(LOCAL)
+    frozen = _child_operators()
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    base = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 70
+    op = Operator(os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG") or str(LOCAL / "operator.kubeconfig"),
+                  metrics_port=base, health_port=base + 1, resync=2.0)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+class Dashboard:
+    """`kubectl modelpilot dashboard ARGS` on a port of its own, as the user with `kubeconfig`."""
+
+    def __init__(self, kubeconfig: str, port: int, *args: str):
+        self.port, self.url = port, f"http://127.0.0.1:{port}/"
+        exe = str(Path(sys.executable).with_name("kubectl-modelpilot"))
+        env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECTL=KUBECTL)
+        self.proc = subprocess.Popen([exe, "dashboard", "--port", str(port), *args], env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 30) -> "Dashboard":
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dashboard exited with {self.proc.returncode}: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                urllib.request.urlopen(self.url, timeout=1).read()
+                return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        raise AssertionError(f"dashboard not answering on {self.url} in {timeout}s")
+
+    def exit_output(self, timeout: float = 30) -> tuple[int, str]:
+        """For a dashboard that must refuse to start: (exit code, what it printed)."""
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def dashboard() -> Iterator[Callable[..., Dashboard]]:
+    """start(kubeconfig, *args) -> a running Dashboard on the next free test port; all stopped after."""
+    started: list[Dashboard] = []
+
+    def start(kubeconfig: str, *args: str, ready: bool = True) -> Dashboard:
+        d = Dashboard(kubeconfig, PORT_BASE + len(started), *args)
+        started.append(d)
+        return d.wait_ready() if ready else d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["object"]:
+    """Headless Debian chromium through chromium-driver (apt-get install chromium chromium-driver)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(path):
+            raise RuntimeError(f"{path} is missing: apt-get install chromium chromium-driver")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1360,1000",
+                "--hide-scrollbars", "--force-device-scale-factor=1"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -1,0 +1,223 @@
+"""`kubectl modelpilot dashboard` in a real browser (Debian chromium), against the local control plane
+with the operator running: a canary watched from 0 to 100 % with the page's weights matching the
+HTTPRoute, the promote, abort and undo buttons, read-only mode, and an RBAC-limited user.
+
+MODELPILOT_DASHBOARD_SCREENSHOTS=DIR also saves the overview and the rollout as PNGs (docs/dashboard.md)."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from ..chart.conftest import sa_kubeconfig
+from ..conftest import Kubectl
+from ..e2e.conftest import Operator, wait_for
+from ..e2e.rollout_helpers import ObjectWatch, RouteWatch, apply, model_deployment, new_version, route_weights, wait_status
+from .conftest import Dashboard
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+STEPS = [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}},
+         {"setWeight": 80}, {"pause": {"duration": "2s"}}]
+
+# What the rollout page shows, read in one round trip.
+READ_PAGE = """
+const f = (n) => { const e = document.querySelector('[data-field="' + n + '"]'); return e ? e.textContent : null; };
+return {phase: f('phase'), stable: f('stable-revision'), canary: f('canary-revision'),
+        stableWeight: f('stable-weight'), canaryWeight: f('canary-weight'),
+        buttons: document.querySelectorAll('button.action').length};
+"""
+
+
+def percent(text: str | None) -> int | None:
+    return int(text.rstrip("%")) if text and text.rstrip("%").isdigit() else None
+
+
+def revision(text: str | None) -> int | None:
+    return int(text[1:]) if text and text.startswith("r") else None
+
+
+def page(browser: Any) -> dict[str, Any]:
+    return browser.execute_script(READ_PAGE)
+
+
+def goto(browser: Any, url: str) -> None:
+    """Load `url` afresh: from a page of the same address, only the hash would change, and the page of
+    an earlier dashboard process on the same port would stay."""
+    browser.get("about:blank")
+    browser.get(url)
+
+
+def open_rollout(browser: Any, dash: Dashboard, ns: str, name: str) -> dict[str, Any]:
+    goto(browser, f"{dash.url}#/ModelDeployment/{ns}/{name}")
+    return wait_for(lambda: (p := page(browser)) and p["phase"] and p, 15, 0.1, f"the rollout page of {name}")
+
+
+def weight_of(revision_no: int, p: dict[str, Any]) -> int:
+    """The share of traffic the page says revision N has."""
+    if revision(p["canary"]) == revision_no:
+        return percent(p["canaryWeight"]) or 0
+    if revision(p["stable"]) == revision_no:
+        return percent(p["stableWeight"]) or 0
+    return 0
+
+
+def click(browser: Any, action: str) -> None:
+    browser.find_element("css selector", f'button[data-action="{action}"]').click()
+    wait_for(lambda: (e := browser.find_elements("id", "action-result")) and "requested" in e[0].text, 30, 0.1,
+             f"{action} to be requested")
+
+
+def screenshot(browser: Any, name: str) -> None:
+    out = os.environ.get("MODELPILOT_DASHBOARD_SCREENSHOTS")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(out) / name))
+
+
+def whoami(kubectl: Kubectl) -> str:
+    return kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+
+
+def events(kubectl: Kubectl, ns: str, name: str, reason: str) -> list[str]:
+    items = json.loads(kubectl("-n", ns, "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout)["items"]
+    return [e["message"] for e in items if e["reason"] == reason]
+
+
+def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeconfig: str, namespace: str,
+                                                         dash_operator: Operator, dashboard: Callable[..., Dashboard],
+                                                         browser: Any) -> None:
+    body = model_deployment("canary", {"strategy": "canary", "canary": {"steps": STEPS}})
+    apply(kubectl, namespace, body)
+    wait_status(kubectl, namespace, "canary", lambda s: s.get("phase") == "Ready", what="revision 1 Ready")
+    dash = dashboard(kubeconfig, "--namespace", namespace)
+    assert weight_of(1, open_rollout(browser, dash, namespace, "canary")) == 100
+    route = RouteWatch(kubeconfig, namespace, "canary", "canary-r2")
+    status = ObjectWatch(kubeconfig, namespace, "modeldeployment", "canary",
+                         lambda md: ((md.get("status") or {}).get("weights") or {}).get("canary"))
+    new_version(kubectl, namespace, body, 2)
+
+    seen: list[int] = []  # every distinct share of revision 2 the page showed
+    seen_times: list[float] = []
+    seen_at: dict[tuple[int, int], float] = {}  # (share, canary weight) -> when the page first showed it
+    promoted = False
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        p = page(browser)
+        share = weight_of(2, p)
+        if not seen or seen[-1] != share:
+            seen.append(share)
+            seen_times.append(time.time())
+        seen_at.setdefault((share, percent(p["canaryWeight"]) or 0), time.time())
+        if p["phase"] == "Paused" and share == 50 and not promoted:
+            now = route_weights(json.loads(kubectl("-n", namespace, "get", "httproute", "canary", "-o", "json").stdout))
+            assert now == {"canary-r1": percent(p["stableWeight"]), "canary-r2": percent(p["canaryWeight"])} == {
+                "canary-r1": 50, "canary-r2": 50}, f"page {p} vs route {now}"
+            screenshot(browser, "dashboard-rollout.png")
+            browser.get(dash.url + "#/")
+            wait_for(lambda: browser.find_elements("css selector", f'tr[data-key="ModelDeployment/{namespace}/canary"]'), 10, 0.1, "overview")
+            screenshot(browser, "dashboard-overview.png")
+            open_rollout(browser, dash, namespace, "canary")
+            click(browser, "promote")
+            promoted = True
+        if revision(p["stable"]) == 2 and p["phase"] == "Ready":
+            break
+        time.sleep(0.05)
+    route_seen, status_seen = route.stop(), status.stop()
+    assert promoted, f"the page never showed the pause at 50 %: {seen}"
+    page_steps, route_steps = [w for w in seen if w], [w for w in route_seen if w]
+    assert seen[0] == 0 and page_steps == [20, 50, 80, 100], f"every step on the page, once, in order: {seen}"
+    assert route_steps[:3] == page_steps[:3], f"page {seen} vs HTTPRoute {route_seen}"
+    for share, at in zip(seen, seen_times):  # when the page showed a step, the route carried it
+        if share in (20, 50, 80):
+            carried = route_seen[bisect.bisect_right(route.times, at) - 1]
+            assert carried == share, f"page showed {share}% at {at:.2f}; the HTTPRoute carried {carried}% ({route_seen}, {route.times})"
+    # Live: each canary weight the status took was on the page within a second.
+    shown = {canary: at for (_, canary), at in sorted(seen_at.items(), key=lambda kv: -kv[1])}
+    for value, t in zip(status_seen, status.times):
+        if value:
+            assert value in shown and shown[value] - t < 1.0, f"canary {value}% in status at {t:.2f}, on the page at {shown.get(value)}"
+    who = whoami(kubectl)
+    assert any(f"promote by {who}" in m for m in events(kubectl, namespace, "canary", "Promoted")), "the CLI's write path: requestedBy"
+
+
+def test_abort_and_undo_buttons_change_the_rollout(kubectl: Kubectl, kubeconfig: str, namespace: str, dash_operator: Operator,
+                                                  dashboard: Callable[..., Dashboard], browser: Any) -> None:
+    body = model_deployment("canary", {"strategy": "canary", "canary": {"steps": STEPS}})
+    dash = dashboard(kubeconfig, "--namespace", namespace)
+    new_version(kubectl, namespace, body, 3)
+    open_rollout(browser, dash, namespace, "canary")
+    wait_for(lambda: (p := page(browser))["phase"] == "Paused" and weight_of(3, p) == 50, 60, 0.1, "revision 3 paused at 50 %")
+    click(browser, "abort")
+    p = wait_for(lambda: (p := page(browser))["phase"] == "Degraded" and p, 30, 0.1, "the page to show the abort")
+    assert percent(p["canaryWeight"]) == 0 and revision(p["stable"]) == 2
+    st = wait_status(kubectl, namespace, "canary", lambda s: (s.get("rollout") or {}).get("aborted"), what="abort")
+    assert st["rollout"]["aborted"]["revision"] == 3
+    assert route_weights(json.loads(kubectl("-n", namespace, "get", "httproute", "canary", "-o", "json").stdout)).get("canary-r3", 0) == 0
+    from selenium.webdriver.support.ui import Select
+    Select(browser.find_element("id", "undo-revision")).select_by_value("1")
+    click(browser, "undo")
+    wait_for(lambda: revision(page(browser)["stable"]) == 1, 60, 0.1, "the page to show revision 1 stable again")
+    assert wait_status(kubectl, namespace, "canary", lambda s: s.get("stableRevision") == 1, what="undo")["stableRevision"] == 1
+
+
+def test_read_only_shows_no_buttons_and_refuses_actions(kubectl: Kubectl, kubeconfig: str, namespace: str,
+                                                        dash_operator: Operator, dashboard: Callable[..., Dashboard],
+                                                        browser: Any) -> None:
+    apply(kubectl, namespace, model_deployment("viewed", {"strategy": "direct"}, traffic=None))
+    dash = dashboard(kubeconfig, "--namespace", namespace, "--read-only")
+    p = open_rollout(browser, dash, namespace, "viewed")
+    assert p["buttons"] == 0 and not browser.find_elements("id", "actions")
+    assert "read-only" in browser.find_element("id", "scope").text
+    # The page's own token, from the page's own origin: the server still refuses.
+    refused = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const token = JSON.parse(document.querySelector('meta[name="modelpilot-config"]').content).csrfToken;
+        fetch('/api/control', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': token},
+              body: JSON.stringify({namespace: arguments[0], name: 'viewed', action: 'abort'})})
+          .then(r => r.json().then(j => done([r.status, j.message])));""", namespace)
+    assert refused[0] == 403 and "read-only" in refused[1]
+
+
+def test_rbac_limited_user_sees_only_their_namespace(kubectl: Kubectl, kubeconfig: str, namespace: str, dash_operator: Operator,
+                                                     dashboard: Callable[..., Dashboard], browser: Any, tmp_path: Path) -> None:
+    other = f"{namespace}-other"
+    kubectl("create", "namespace", other)
+    try:
+        apply(kubectl, other, model_deployment("elsewhere", {"strategy": "direct"}, traffic=None))
+        apply(kubectl, namespace, model_deployment("mine", {"strategy": "direct"}, traffic=None))
+        kubectl("-n", namespace, "create", "serviceaccount", "viewer")
+        kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all([
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "modelpilot-viewer"},
+             "rules": [{"apiGroups": ["modelpilot.io"], "resources": ["modeldeployments", "modelexports"], "verbs": ["get", "list", "watch"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "viewer"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "modelpilot-viewer"},
+             "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}]}]))
+        kc = str(sa_kubeconfig(kubectl, namespace, "viewer", tmp_path / "viewer.kubeconfig", hours=1))
+
+        for args in (("--all-namespaces",), ("--namespace", other)):
+            code, out = dashboard(kc, *args, ready=False).exit_output()
+            assert code == 1 and "cannot list modeldeployments.modelpilot.io" in out and "403" in out, out
+
+        dash = dashboard(kc)  # the kubeconfig context's namespace, as kubectl
+        goto(browser, dash.url + "#/")
+        wait_for(lambda: browser.find_elements("css selector", f'tr[data-key="ModelDeployment/{namespace}/mine"]'), 15, 0.1, "my deployment")
+        keys = [e.get_attribute("data-key") for e in browser.find_elements("css selector", "tr[data-key]")]
+        assert keys and all(k.split("/")[1] == namespace for k in keys), keys
+        goto(browser, f"{dash.url}#/ModelDeployment/{other}/elsewhere")
+        wait_for(lambda: "is not here" in browser.find_element("id", "main").text, 10, 0.1, "not-here page")
+        # The viewer may not write status.control: the button reports the apiserver's refusal.
+        open_rollout(browser, dash, namespace, "mine")
+        browser.find_element("css selector", 'button[data-action="pause"]').click()
+        msg = wait_for(lambda: (e := browser.find_elements("id", "action-result")) and "sending" not in e[0].text and e[0].text,
+                       30, 0.1, "the refusal")
+        assert "forbidden" in msg.lower(), msg
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false", check=False)
