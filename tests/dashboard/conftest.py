@@ -5,7 +5,6 @@ chromium driven by Selenium through chromium-driver (no browser is downloaded)."
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +23,6 @@ from ..e2e.conftest import Operator
 sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from local_operator import stop_local_up_operator  # noqa: E402
 
-CHROMIUM = os.environ.get("MODELPILOT_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("MODELPILOT_CHROMEDRIVER", "/usr/bin/chromedriver")
 PORT_BASE = int(os.environ.get("MODELPILOT_DASHBOARD_PORT_BASE", "3190"))
 
 
@@ -107,19 +104,20 @@ def dashboard() -> Iterator[Callable[..., Dashboard]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator["object"]:
-    """Headless Debian chromium through chromium-driver (apt-get install chromium chromium-driver)."""
+    """Headless Debian chromium through chromium-driver (hack/chromium.sh installs both if missing)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not shutil.which(path):
-            raise RuntimeError(f"{path} is missing: apt-get install chromium chromium-driver")
+    r = subprocess.run([str(REPO / "hack" / "chromium.sh")], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(f"hack/chromium.sh failed ({r.returncode}):\n{r.stderr}{r.stdout}")
+    chromium, chromedriver = r.stdout.split()[-2:]
     opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
+    opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1360,1000",
                 "--hide-scrollbars", "--force-device-scale-factor=1"):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
     try:
         yield driver
     finally:
