@@ -18,7 +18,7 @@ import pytest
 
 from ..chart.conftest import _child_operators
 from ..conftest import KUBECTL, LOCAL, REPO
-from ..e2e.conftest import Operator
+from ..e2e.conftest import Operator, metric_target, operator_config, operator_kubeconfig, prometheus_url  # noqa: F401
 
 sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from local_operator import stop_local_up_operator  # noqa: E402
@@ -27,17 +27,17 @@ PORT_BASE = int(os.environ.get("MODELPILOT_DASHBOARD_PORT_BASE", "3190"))
 
 
 @pytest.fixture(scope="module")
-def dash_operator(kubeconfig: str) -> Iterator[Operator]:
-    """The operator for this module's rollouts. Another operator that this pytest process runs
-    (tests/e2e's session one, when both directories run) is frozen meanwhile: two actors make
-    weights flap."""
+def dash_operator(kubeconfig: str, prometheus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """The operator for this module's rollouts, analysing with the e2e suite's Prometheus. Another
+    operator that this pytest process runs (tests/e2e's session one, when both directories run) is
+    frozen meanwhile: two actors make weights flap."""
     stop_local_up_operator(LOCAL)
     frozen = _child_operators()
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
     base = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 70
-    op = Operator(os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG") or str(LOCAL / "operator.kubeconfig"),
-                  metrics_port=base, health_port=base + 1, resync=2.0)
+    op = Operator(operator_kubeconfig(), metrics_port=base, health_port=base + 1, resync=2.0,
+                  config=operator_config(prometheus_url, tmp_path_factory.mktemp("dashboard-operator")))
     op.start()
     try:
         yield op

@@ -18,13 +18,20 @@ import yaml
 
 from ..chart.conftest import sa_kubeconfig
 from ..conftest import Kubectl
-from ..e2e.conftest import Operator, wait_for
+from ..e2e.conftest import MetricTarget, Operator, wait_for
 from ..e2e.rollout_helpers import ObjectWatch, RouteWatch, apply, model_deployment, new_version, route_weights, wait_status
+from ..e2e.test_modelexport import complete_pod, export_body, mex_status, models_pvc, run_job_like_a_kubelet, tiny_onnx  # noqa: F401
+from ..e2e.test_rollouts import scraped
 from .conftest import Dashboard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-STEPS = [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}},
+ERRORS = 'mp_e2e_error_ratio{namespace="{{namespace}}",name="{{name}}",revision="{{revision}}"}'
+ANALYSIS = {"interval": "1s", "count": 2, "metrics": [
+    {"name": "error-ratio", "query": f"max({ERRORS})", "successCondition": "result < 0.05"},
+    {"name": "errors-vs-stable", "judge": {"canaryQuery": ERRORS + "[10s]", "baselineQuery": ERRORS + "[10s]",
+                                           "minSamples": 5, "direction": "increase"}}]}
+STEPS = [{"setWeight": 20}, {"analysis": ANALYSIS}, {"setWeight": 50}, {"pause": {}},
          {"setWeight": 80}, {"pause": {"duration": "2s"}}]
 
 # What the rollout page shows, read in one round trip.
@@ -69,17 +76,48 @@ def weight_of(revision_no: int, p: dict[str, Any]) -> int:
     return 0
 
 
+def text(browser: Any, css: str) -> str | None:
+    """The text of the element `css` now (the page re-renders on every event: no element handles)."""
+    return browser.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css)
+
+
+def as_user(browser: Any, what: str, act: Callable[[], Any]) -> None:
+    """Do `act` (find an element and use it, as a user does), again if the page re-rendered between."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def done() -> bool:
+        try:
+            act()
+            return True
+        except StaleElementReferenceException:
+            return False
+    wait_for(done, 10, 0.05, what)
+
+
+def press(browser: Any, action: str) -> str:
+    """Click the action's button; the answer shown next to the buttons."""
+    as_user(browser, f"the {action} button", lambda: browser.find_element("css selector", f'button[data-action="{action}"]').click())
+    return wait_for(lambda: (t := text(browser, "#action-result")) and "sending" not in t and t, 30, 0.1, f"the answer to {action}")
+
+
 def click(browser: Any, action: str) -> None:
-    browser.find_element("css selector", f'button[data-action="{action}"]').click()
-    wait_for(lambda: (e := browser.find_elements("id", "action-result")) and "requested" in e[0].text, 30, 0.1,
-             f"{action} to be requested")
+    answer = press(browser, action)
+    assert "requested" in answer, answer
 
 
 def screenshot(browser: Any, name: str) -> None:
+    """The whole page as a PNG, when MODELPILOT_DASHBOARD_SCREENSHOTS names a directory."""
     out = os.environ.get("MODELPILOT_DASHBOARD_SCREENSHOTS")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(Path(out) / name))
+        size = browser.get_window_size()
+        browser.set_window_size(size["width"], browser.execute_script("return document.documentElement.scrollHeight") + 20)
+        time.sleep(0.3)  # the chart follows the new size
+        path = Path(out) / name
+        browser.save_screenshot(str(path))
+        browser.set_window_size(size["width"], size["height"])
+        from PIL import Image  # 256 colours: a third of the size, no visible change on this flat page
+        Image.open(path).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def whoami(kubectl: Kubectl) -> str:
@@ -91,11 +129,48 @@ def events(kubectl: Kubectl, ns: str, name: str, reason: str) -> list[str]:
     return [e["message"] for e in items if e["reason"] == reason]
 
 
+def analysis_on_page(browser: Any) -> dict[str, Any]:
+    """The analysis section: {run: {"phase": ..., "rows": {seq: {"text": ..., "stats": {name: raw value}}}}}."""
+    return browser.execute_script("""
+        const out = {};
+        for (const run of document.querySelectorAll('#analysis [data-run]')) {
+          const rows = {};
+          for (const tr of run.querySelectorAll('tr[data-seq]')) {
+            const stats = {};
+            for (const b of tr.querySelectorAll('[data-stat]')) stats[b.dataset.stat] = b.title;
+            rows[tr.dataset.seq] = {text: tr.textContent, stats};
+          }
+          out[run.dataset.run] = {phase: run.querySelector('.badge').textContent, rows};
+        }
+        return out;""")
+
+
+def check_analysis(browser: Any, st: dict[str, Any]) -> None:
+    """Every measurement of the status is on the page: metric, verdict, the PromQL sent, and for the
+    judge its statistics."""
+    shown = analysis_on_page(browser)
+    for key, run in st["analysis"]["runs"].items():
+        assert shown[key]["phase"] == run["phase"], (key, shown[key])
+        assert len(shown[key]["rows"]) == len(run["latest"]) > 0
+        for m in run["latest"]:
+            row = shown[key]["rows"][str(m["seq"])]
+            assert m["metric"] in row["text"] and m["verdict"] in row["text"] and m["query"] in row["text"], (m, row)
+            if "judge" in m:
+                assert "Mann-Whitney" in row["text"]
+                for stat, field in (("U", "u"), ("p", "pValue"), ("α", "alpha"), ("CLES", "cles")):
+                    assert float(row["stats"][stat]) == m["judge"][field], (stat, row["stats"], m["judge"])
+
+
 def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeconfig: str, namespace: str,
                                                          dash_operator: Operator, dashboard: Callable[..., Dashboard],
-                                                         browser: Any) -> None:
+                                                         browser: Any, metric_target: MetricTarget, prometheus_url: str) -> None:
+    # The new model errs less than the stable one: both analysis metrics pass.
+    metric_target.set_error_ratio(namespace, "canary", 1, 0.002)
+    metric_target.set_error_ratio(namespace, "canary", 2, 0.001)
     body = model_deployment("canary", {"strategy": "canary", "canary": {"steps": STEPS}})
     apply(kubectl, namespace, body)
+    for rev in (1, 2):  # enough samples for the judge's minSamples
+        scraped(prometheus_url, f'count_over_time(mp_e2e_error_ratio{{namespace="{namespace}",name="canary",revision="{rev}"}}[10s]) >= 6')
     wait_status(kubectl, namespace, "canary", lambda s: s.get("phase") == "Ready", what="revision 1 Ready")
     dash = dashboard(kubeconfig, "--namespace", namespace)
     assert weight_of(1, open_rollout(browser, dash, namespace, "canary")) == 100
@@ -120,11 +195,8 @@ def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeco
             now = route_weights(json.loads(kubectl("-n", namespace, "get", "httproute", "canary", "-o", "json").stdout))
             assert now == {"canary-r1": percent(p["stableWeight"]), "canary-r2": percent(p["canaryWeight"])} == {
                 "canary-r1": 50, "canary-r2": 50}, f"page {p} vs route {now}"
+            check_analysis(browser, wait_status(kubectl, namespace, "canary", lambda s: s.get("phase") == "Paused"))
             screenshot(browser, "dashboard-rollout.png")
-            browser.get(dash.url + "#/")
-            wait_for(lambda: browser.find_elements("css selector", f'tr[data-key="ModelDeployment/{namespace}/canary"]'), 10, 0.1, "overview")
-            screenshot(browser, "dashboard-overview.png")
-            open_rollout(browser, dash, namespace, "canary")
             click(browser, "promote")
             promoted = True
         if revision(p["stable"]) == 2 and p["phase"] == "Ready":
@@ -149,7 +221,10 @@ def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeco
 
 
 def test_abort_and_undo_buttons_change_the_rollout(kubectl: Kubectl, kubeconfig: str, namespace: str, dash_operator: Operator,
-                                                  dashboard: Callable[..., Dashboard], browser: Any) -> None:
+                                                  dashboard: Callable[..., Dashboard], browser: Any, metric_target: MetricTarget,
+                                                  prometheus_url: str) -> None:
+    metric_target.set_error_ratio(namespace, "canary", 3, 0.001)
+    scraped(prometheus_url, f'count_over_time(mp_e2e_error_ratio{{namespace="{namespace}",name="canary",revision="3"}}[10s]) >= 6')
     body = model_deployment("canary", {"strategy": "canary", "canary": {"steps": STEPS}})
     dash = dashboard(kubeconfig, "--namespace", namespace)
     new_version(kubectl, namespace, body, 3)
@@ -162,7 +237,7 @@ def test_abort_and_undo_buttons_change_the_rollout(kubectl: Kubectl, kubeconfig:
     assert st["rollout"]["aborted"]["revision"] == 3
     assert route_weights(json.loads(kubectl("-n", namespace, "get", "httproute", "canary", "-o", "json").stdout)).get("canary-r3", 0) == 0
     from selenium.webdriver.support.ui import Select
-    Select(browser.find_element("id", "undo-revision")).select_by_value("1")
+    as_user(browser, "revision 1", lambda: Select(browser.find_element("id", "undo-revision")).select_by_value("1"))
     click(browser, "undo")
     wait_for(lambda: revision(page(browser)["stable"]) == 1, 60, 0.1, "the page to show revision 1 stable again")
     assert wait_status(kubectl, namespace, "canary", lambda s: s.get("stableRevision") == 1, what="undo")["stableRevision"] == 1
@@ -175,7 +250,7 @@ def test_read_only_shows_no_buttons_and_refuses_actions(kubectl: Kubectl, kubeco
     dash = dashboard(kubeconfig, "--namespace", namespace, "--read-only")
     p = open_rollout(browser, dash, namespace, "viewed")
     assert p["buttons"] == 0 and not browser.find_elements("id", "actions")
-    assert "read-only" in browser.find_element("id", "scope").text
+    assert "read-only" in text(browser, "#scope")
     # The page's own token, from the page's own origin: the server still refuses.
     refused = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
@@ -202,22 +277,63 @@ def test_rbac_limited_user_sees_only_their_namespace(kubectl: Kubectl, kubeconfi
              "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}]}]))
         kc = str(sa_kubeconfig(kubectl, namespace, "viewer", tmp_path / "viewer.kubeconfig", hours=1))
 
-        for args in (("--all-namespaces",), ("--namespace", other)):
-            code, out = dashboard(kc, *args, ready=False).exit_output()
+        refused = [dashboard(kc, *args, ready=False) for args in (("--all-namespaces",), ("--namespace", other))]
+        for d in refused:
+            code, out = d.exit_output()
             assert code == 1 and "cannot list modeldeployments.modelpilot.io" in out and "403" in out, out
 
         dash = dashboard(kc)  # the kubeconfig context's namespace, as kubectl
         goto(browser, dash.url + "#/")
         wait_for(lambda: browser.find_elements("css selector", f'tr[data-key="ModelDeployment/{namespace}/mine"]'), 15, 0.1, "my deployment")
-        keys = [e.get_attribute("data-key") for e in browser.find_elements("css selector", "tr[data-key]")]
+        keys = browser.execute_script("return [...document.querySelectorAll('tr[data-key]')].map((e) => e.dataset.key)")
         assert keys and all(k.split("/")[1] == namespace for k in keys), keys
         goto(browser, f"{dash.url}#/ModelDeployment/{other}/elsewhere")
-        wait_for(lambda: "is not here" in browser.find_element("id", "main").text, 10, 0.1, "not-here page")
+        wait_for(lambda: "is not here" in (text(browser, "#main") or ""), 10, 0.1, "not-here page")
         # The viewer may not write status.control: the button reports the apiserver's refusal.
         open_rollout(browser, dash, namespace, "mine")
-        browser.find_element("css selector", 'button[data-action="pause"]').click()
-        msg = wait_for(lambda: (e := browser.find_elements("id", "action-result")) and "sending" not in e[0].text and e[0].text,
-                       30, 0.1, "the refusal")
-        assert "forbidden" in msg.lower(), msg
+        msg = press(browser, "pause")
+        assert "forbidden" in msg.lower() and "modeldeployments/status" in msg, msg
     finally:
         kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+# What the export page shows per target: {target: {column: exact value (a cell's title) or text}}.
+READ_TARGETS = """
+const out = {};
+for (const tr of document.querySelectorAll('#targets tr[data-target]')) {
+  const row = {};
+  for (const td of tr.querySelectorAll('[data-col]')) row[td.dataset.col] = td.title || td.textContent;
+  out[tr.dataset.target] = row;
+}
+return out;
+"""
+
+
+def test_export_view_shows_each_target(kubectl: Kubectl, kubeconfig: str, namespace: str, dash_operator: Operator,
+                                       dashboard: Callable[..., Dashboard], browser: Any, tmp_path: Path, models_pvc: str) -> None:
+    """A real export (the Job's command run as a kubelet would, tests/e2e/test_modelexport.py), watched
+    from Running to Succeeded; every figure of each target is on the page."""
+    pvc_root = tmp_path / "pvc"
+    tiny_onnx(pvc_root / "models" / "tiny" / "model.onnx")
+    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(export_body("tiny", [{"name": "fp32", "format": "onnx"}])))
+    dash = dashboard(kubeconfig, "--namespace", namespace)
+    job = wait_for(lambda: (r := kubectl("-n", namespace, "get", "job", "tiny-export-g1", "-o", "json", check=False)).returncode == 0
+                   and json.loads(r.stdout), 60, what="the export Job")
+    goto(browser, f"{dash.url}#/ModelExport/{namespace}/tiny")
+    wait_for(lambda: text(browser, '[data-field="phase"]') == "Running", 60, 0.1, "the page to show the export Running")
+    code, message = run_job_like_a_kubelet(kubectl, namespace, job, pvc_root, tmp_path / "run")
+    assert code == 0, message
+    complete_pod(kubectl, namespace, "tiny-export-g1", code, message)
+    wait_for(lambda: text(browser, '[data-field="phase"]') == "Succeeded", 60, 0.1, "the page to show the export Succeeded")
+    artifacts = mex_status(kubectl, namespace, "tiny")["artifacts"]
+    shown = wait_for(lambda: (t := browser.execute_script(READ_TARGETS)) and len(t) == len(artifacts) and t, 10, 0.1, "the targets")
+    for a in artifacts:
+        row = shown[a["name"]]
+        assert row["format"] == a["format"] and row["sha256"] == a["sha256"] and int(row["sizeBytes"]) == a["sizeBytes"], row
+        for col in ("maxAbsError", "top1Agreement", "latencyMs", "sourceLatencyMs"):
+            assert float(row[col]) == a[col], (col, row, a)
+        assert row["validated"] == "passed" and a["validated"] is True
+    screenshot(browser, "dashboard-export.png")
+    goto(browser, dash.url + "#/")
+    wait_for(lambda: text(browser, f'tr[data-key="ModelExport/{namespace}/tiny"]'), 10, 0.1, "the overview")
+    screenshot(browser, "dashboard-overview.png")

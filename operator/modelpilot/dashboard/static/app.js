@@ -46,7 +46,7 @@ function fmtTime(ts) {
   if (!ts) return dash;
   const d = new Date(ts);
   if (isNaN(d)) return ts;
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   return d.toDateString() === new Date().toDateString() ? time : `${d.toLocaleDateString()} ${time}`;
 }
 const speed = (r) => (r >= 1 ? `${r.toFixed(1)}× faster` : `${(1 / r).toFixed(1)}× slower`);
@@ -81,7 +81,8 @@ function connect() {
     } else if (msg.type === "delete") {
       items.delete(msg.key);
     }
-    render();
+    const r = route();
+    if (msg.type === "snapshot" || r.view === "overview" || r.key === msg.key) render(); // a detail view shows one object
   };
 }
 
@@ -165,14 +166,14 @@ function rolloutView(key) {
       ro.aborted ? h("div", { class: "banner" }, `Revision ${ro.aborted.revision} aborted: ${ro.aborted.message}`) : null,
       st.pauseReason ? h("div", { class: "banner info" }, `Paused: ${st.pauseReason}`) : null,
       h("div", { class: "facts" },
-        fact("Strategy", `${strategy} · ${router}`),
+        fact("Strategy", h("span", {}, strategy, h("span", { class: "sub" }, ` via ${router} router`))),
         fact("Stable revision", rev(st.stableRevision), "stable", "stable-revision"),
         fact("Canary revision", rev(st.canaryRevision), "canary", "canary-revision"),
         fact("Stable weight", `${show(w.stable)}%`, "stable", "stable-weight"),
         fact("Canary weight", `${show(w.canary)}%`, "canary", "canary-weight"),
         w.mirror ? fact("Mirrored", `${w.mirror}%`, "", "mirror-weight") : null,
-        fact("Ready replicas", `${show(st.readyReplicas)}/${show(st.replicas)}`),
-        fact("Endpoint", h("span", { class: "mono" }, show(st.endpoint)))),
+        fact("Ready replicas", `${show(st.readyReplicas)}/${show(st.replicas)}`)),
+      st.endpoint ? h("div", { class: "endpoint" }, "Endpoint ", h("code", {}, st.endpoint)) : null,
       w.achieved === false ? h("div", { class: "legend-note" }, "Weights are approximate: what the replicas router can achieve.") : null),
     config.readOnly ? null : actions(key, o),
     h("div", { class: "grid2" },
@@ -234,8 +235,8 @@ function stepList(it, st) {
   const current = rolling ? Number(st.currentStep || 0) : -1;
   return h("ol", { class: "steps" }, labels.map((label, i) => {
     const state = !rolling ? "" : i < current ? "done" : i === current ? "current" : "";
-    return h("li", { class: state, "data-step": i }, h("span", { class: "i" }, state === "done" ? "✓" : i), label,
-      state === "current" ? h("span", { class: "muted" }, " ◀ now") : null);
+    return h("li", { class: state, "data-step": i, "aria-current": state === "current" ? "step" : null, title: state === "current" ? "the current step" : null },
+      h("span", { class: "i" }, state === "done" ? "✓" : i), label);
   }).concat(rolling ? [] : [h("li", { class: "muted" }, "No rollout under way: these run for the next revision.")]));
 }
 
@@ -272,7 +273,8 @@ function drawCharts() {
       c.plot = new uPlot({
         width, height: 220, scales: { x: { time: true }, y: { range: [0, 100] } },
         legend: { live: false },
-        axes: [{ space: 70, values: (u, vals) => vals.map(clock) },
+        // Whole seconds at least: a rollout of a few seconds would otherwise repeat a label.
+        axes: [{ space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400], values: (u, vals) => vals.map(clock) },
           { values: (u, vals) => vals.map((v) => v + "%"), size: 50 }],
         series: [{},
           { label: "stable %", stroke: "#2f6fde", width: 2, paths: stepped, points: { show: false }, fill: "rgba(47,111,222,.08)" },
@@ -295,7 +297,7 @@ function analysisSection(st) {
         h("span", {}, h("b", {}, m.name), `: ${m.successful || 0} ok, ${m.failures || 0} failed, ${m.inconclusive || 0} inconclusive, ${m.errors || 0} errors   `))) : null,
       (run.latest || []).length ? h("table", {},
         h("thead", {}, h("tr", {}, ["At", "Metric", "Verdict", "Value", "Query", "Why"].map((t) => h("th", {}, t)))),
-        h("tbody", {}, [...run.latest].reverse().map((m) => h("tr", {},
+        h("tbody", {}, [...run.latest].reverse().map((m) => h("tr", { "data-seq": m.seq },
           h("td", {}, fmtTime(m.at)), h("td", {}, m.metric), h("td", {}, badge(m.verdict)),
           h("td", { class: "num" }, fmtNumber(m.value)),
           h("td", { class: "query" }, h("code", {}, m.query), m.baselineQuery ? h("div", {}, "baseline: ", h("code", {}, m.baselineQuery)) : null),
@@ -305,7 +307,7 @@ function analysisSection(st) {
 }
 
 function judgeStats(j) {
-  const pair = (k, v) => h("span", {}, `${k} `, h("b", {}, fmtNumber(v)), "  ");
+  const pair = (k, v) => h("span", {}, `${k} `, h("b", { title: String(v), "data-stat": k }, fmtNumber(v)), "  ");
   return h("div", { class: "stats judge" }, "Mann-Whitney: ",
     pair("U", j.u), pair("p", j.pValue), pair("α", j.alpha), pair("canary median", j.canaryMedian),
     pair("baseline median", j.baselineMedian), pair("ratio", j.medianRatio), pair("CLES", j.cles),
@@ -337,7 +339,7 @@ function exportView(key) {
   const verdict = (a) => (a.validated === undefined ? (st.phase === "Succeeded" ? badge("passed") : dash) : badge(a.validated ? "passed" : "failed"));
   return h("div", { id: "export", "data-key": key },
     h("div", { class: "card" }, h("a", { class: "back", href: "#/" }, "← Overview"),
-      h("div", { class: "head" }, h("h1", {}, `${o.metadata.namespace}/${o.metadata.name}`), badge(st.phase)),
+      h("div", { class: "head" }, h("h1", {}, `${o.metadata.namespace}/${o.metadata.name}`), h("span", { "data-field": "phase" }, badge(st.phase))),
       st.message ? h("div", { class: "muted" }, st.message) : null,
       h("div", { class: "facts" },
         h("div", { class: "fact" }, h("div", { class: "k" }, "Source"), h("div", { class: "v mono" }, show((o.spec.source || {}).uri))),
@@ -346,15 +348,17 @@ function exportView(key) {
     h("section", { class: "card", id: "targets" }, h("h2", {}, "Targets"),
       arts.length ? h("table", {},
         h("thead", {}, h("tr", {}, ["Target", "Format", "Size", "sha256", "Max abs error", "Top-1 agreement", "Latency p50", "Source p50", "Validation"].map((t) => h("th", {}, t)))),
-        h("tbody", {}, arts.map((a) => h("tr", {},
-          h("td", {}, a.name), h("td", {}, a.format), h("td", { class: "num" }, fmtBytes(a.sizeBytes)),
-          h("td", { class: "mono", title: a.sha256 || "" }, a.sha256 ? a.sha256.slice(0, 16) + "…" : dash),
-          h("td", { class: "num" }, fmtNumber(a.maxAbsError, 3)),
-          h("td", { class: "num" }, a.top1Agreement === undefined ? dash : (100 * a.top1Agreement).toFixed(1) + "%"),
-          h("td", { class: "num" }, a.latencyMs === undefined ? dash : `${fmtNumber(a.latencyMs, 3)} ms`),
-          h("td", { class: "num" }, a.sourceLatencyMs === undefined ? dash : `${fmtNumber(a.sourceLatencyMs, 3)} ms`
+        // Each cell's title holds the exact value (the sha256 in full); the text is rounded.
+        h("tbody", {}, arts.map((a) => h("tr", { "data-target": a.name },
+          h("td", {}, a.name), h("td", { "data-col": "format" }, a.format),
+          h("td", { class: "num", "data-col": "sizeBytes", title: show(a.sizeBytes) }, fmtBytes(a.sizeBytes)),
+          h("td", { class: "mono", "data-col": "sha256", title: show(a.sha256) }, a.sha256 ? a.sha256.slice(0, 16) + "…" : dash),
+          h("td", { class: "num", "data-col": "maxAbsError", title: show(a.maxAbsError) }, fmtNumber(a.maxAbsError, 3)),
+          h("td", { class: "num", "data-col": "top1Agreement", title: show(a.top1Agreement) }, a.top1Agreement == null ? dash : (100 * a.top1Agreement).toFixed(1) + "%"),
+          h("td", { class: "num", "data-col": "latencyMs", title: show(a.latencyMs) }, a.latencyMs == null ? dash : `${fmtNumber(a.latencyMs, 3)} ms`),
+          h("td", { class: "num", "data-col": "sourceLatencyMs", title: show(a.sourceLatencyMs) }, a.sourceLatencyMs == null ? dash : `${fmtNumber(a.sourceLatencyMs, 3)} ms`
             + (a.latencyMs ? ` · artifact ${speed(a.sourceLatencyMs / a.latencyMs)}` : "")),
-          h("td", {}, verdict(a))))))
+          h("td", { "data-col": "validated" }, verdict(a))))))
         : h("div", { class: "empty" }, `No artifacts yet (${(o.spec.targets || []).length} target(s) requested).`)),
     conditions(st));
 }
