@@ -10,11 +10,13 @@ import bisect
 import json
 import os
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import yaml
+from selenium.webdriver.support.ui import Select
 
 from ..chart.conftest import sa_kubeconfig
 from ..conftest import Kubectl
@@ -41,6 +43,9 @@ return {phase: f('phase'), stable: f('stable-revision'), canary: f('canary-revis
         stableWeight: f('stable-weight'), canaryWeight: f('canary-weight'),
         buttons: document.querySelectorAll('button.action').length};
 """
+
+
+ROW_KEYS = "return [...document.querySelectorAll('tr[data-key]')].map((e) => e.dataset.key)"
 
 
 def percent(text: str | None) -> int | None:
@@ -111,7 +116,9 @@ def screenshot(browser: Any, name: str) -> None:
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         size = browser.get_window_size()
-        browser.set_window_size(size["width"], browser.execute_script("return document.documentElement.scrollHeight") + 20)
+        browser.set_window_size(size["width"], browser.execute_script(
+            "return Math.ceil(document.getElementById('main').getBoundingClientRect().bottom + window.scrollY)"
+            " + (window.outerHeight - window.innerHeight)"))
         time.sleep(0.3)  # the chart follows the new size
         path = Path(out) / name
         browser.save_screenshot(str(path))
@@ -161,6 +168,45 @@ def check_analysis(browser: Any, st: dict[str, Any]) -> None:
                     assert float(row["stats"][stat]) == m["judge"][field], (stat, row["stats"], m["judge"])
 
 
+# What the export page shows per target: {target: {column: exact value (a cell's title) or text}}.
+READ_TARGETS = """
+const out = {};
+for (const tr of document.querySelectorAll('#targets tr[data-target]')) {
+  const row = {};
+  for (const td of tr.querySelectorAll('[data-col]')) row[td.dataset.col] = td.title || td.textContent;
+  out[tr.dataset.target] = row;
+}
+return out;
+"""
+
+
+def test_export_view_shows_each_target(kubectl: Kubectl, kubeconfig: str, namespace: str, dash_operator: Operator,
+                                       dashboard: Callable[..., Dashboard], browser: Any, tmp_path: Path, models_pvc: str) -> None:
+    """A real export (the Job's command run as a kubelet would, tests/e2e/test_modelexport.py), watched
+    from Running to Succeeded; every figure of each target is on the page."""
+    pvc_root = tmp_path / "pvc"
+    tiny_onnx(pvc_root / "models" / "tiny" / "model.onnx")
+    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(export_body("tiny", [{"name": "fp32", "format": "onnx"}])))
+    dash = dashboard(kubeconfig, "--namespace", namespace)
+    job = wait_for(lambda: (r := kubectl("-n", namespace, "get", "job", "tiny-export-g1", "-o", "json", check=False)).returncode == 0
+                   and json.loads(r.stdout), 60, what="the export Job")
+    goto(browser, f"{dash.url}#/ModelExport/{namespace}/tiny")
+    wait_for(lambda: text(browser, '[data-field="phase"]') == "Running", 60, 0.1, "the page to show the export Running")
+    code, message = run_job_like_a_kubelet(kubectl, namespace, job, pvc_root, tmp_path / "run")
+    assert code == 0, message
+    complete_pod(kubectl, namespace, "tiny-export-g1", code, message)
+    wait_for(lambda: text(browser, '[data-field="phase"]') == "Succeeded", 60, 0.1, "the page to show the export Succeeded")
+    artifacts = mex_status(kubectl, namespace, "tiny")["artifacts"]
+    shown = wait_for(lambda: (t := browser.execute_script(READ_TARGETS)) and len(t) == len(artifacts) and t, 10, 0.1, "the targets")
+    for a in artifacts:
+        row = shown[a["name"]]
+        assert row["format"] == a["format"] and row["sha256"] == a["sha256"] and int(row["sizeBytes"]) == a["sizeBytes"], row
+        for col in ("maxAbsError", "top1Agreement", "latencyMs", "sourceLatencyMs"):
+            assert float(row[col]) == a[col], (col, row, a)
+        assert row["validated"] == "passed" and a["validated"] is True
+    screenshot(browser, "dashboard-export.png")
+
+
 def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeconfig: str, namespace: str,
                                                          dash_operator: Operator, dashboard: Callable[..., Dashboard],
                                                          browser: Any, metric_target: MetricTarget, prometheus_url: str) -> None:
@@ -197,6 +243,13 @@ def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeco
                 "canary-r1": 50, "canary-r2": 50}, f"page {p} vs route {now}"
             check_analysis(browser, wait_status(kubectl, namespace, "canary", lambda s: s.get("phase") == "Paused"))
             screenshot(browser, "dashboard-rollout.png")
+            goto(browser, dash.url + "#/")  # with the export of the test before
+            wait_for(lambda: text(browser, f'tr[data-key="ModelDeployment/{namespace}/canary"]'), 10, 0.1, "the overview")
+            screenshot(browser, "dashboard-overview.png")
+            for phase, shown in (("Succeeded", [f"ModelExport/{namespace}/tiny"]), ("Paused", [f"ModelDeployment/{namespace}/canary"])):
+                as_user(browser, f"phase {phase}", lambda: Select(browser.find_element("id", "filter-phase")).select_by_value(phase))
+                assert browser.execute_script(ROW_KEYS) == shown, f"filtered by phase {phase}"
+            open_rollout(browser, dash, namespace, "canary")
             click(browser, "promote")
             promoted = True
         if revision(p["stable"]) == 2 and p["phase"] == "Ready":
@@ -236,7 +289,6 @@ def test_abort_and_undo_buttons_change_the_rollout(kubectl: Kubectl, kubeconfig:
     st = wait_status(kubectl, namespace, "canary", lambda s: (s.get("rollout") or {}).get("aborted"), what="abort")
     assert st["rollout"]["aborted"]["revision"] == 3
     assert route_weights(json.loads(kubectl("-n", namespace, "get", "httproute", "canary", "-o", "json").stdout)).get("canary-r3", 0) == 0
-    from selenium.webdriver.support.ui import Select
     as_user(browser, "revision 1", lambda: Select(browser.find_element("id", "undo-revision")).select_by_value("1"))
     click(browser, "undo")
     wait_for(lambda: revision(page(browser)["stable"]) == 1, 60, 0.1, "the page to show revision 1 stable again")
@@ -276,6 +328,7 @@ def test_rbac_limited_user_sees_only_their_namespace(kubectl: Kubectl, kubeconfi
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "modelpilot-viewer"},
              "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}]}]))
         kc = str(sa_kubeconfig(kubectl, namespace, "viewer", tmp_path / "viewer.kubeconfig", hours=1))
+        token = yaml.safe_load(Path(kc).read_text())["users"][0]["user"]["token"]
 
         refused = [dashboard(kc, *args, ready=False) for args in (("--all-namespaces",), ("--namespace", other))]
         for d in refused:
@@ -285,8 +338,12 @@ def test_rbac_limited_user_sees_only_their_namespace(kubectl: Kubectl, kubeconfi
         dash = dashboard(kc)  # the kubeconfig context's namespace, as kubectl
         goto(browser, dash.url + "#/")
         wait_for(lambda: browser.find_elements("css selector", f'tr[data-key="ModelDeployment/{namespace}/mine"]'), 15, 0.1, "my deployment")
-        keys = browser.execute_script("return [...document.querySelectorAll('tr[data-key]')].map((e) => e.dataset.key)")
+        keys = browser.execute_script(ROW_KEYS)
         assert keys and all(k.split("/")[1] == namespace for k in keys), keys
+        with urllib.request.urlopen(dash.url + "events", timeout=10) as events_stream:  # what every page is sent first
+            snapshot = events_stream.readline().decode()
+        assert f"ModelDeployment/{namespace}/mine" in snapshot and token not in snapshot and "managedFields" not in snapshot
+        assert token not in browser.page_source
         goto(browser, f"{dash.url}#/ModelDeployment/{other}/elsewhere")
         wait_for(lambda: "is not here" in (text(browser, "#main") or ""), 10, 0.1, "not-here page")
         # The viewer may not write status.control: the button reports the apiserver's refusal.
@@ -295,45 +352,3 @@ def test_rbac_limited_user_sees_only_their_namespace(kubectl: Kubectl, kubeconfi
         assert "forbidden" in msg.lower() and "modeldeployments/status" in msg, msg
     finally:
         kubectl("delete", "namespace", other, "--wait=false", check=False)
-
-
-# What the export page shows per target: {target: {column: exact value (a cell's title) or text}}.
-READ_TARGETS = """
-const out = {};
-for (const tr of document.querySelectorAll('#targets tr[data-target]')) {
-  const row = {};
-  for (const td of tr.querySelectorAll('[data-col]')) row[td.dataset.col] = td.title || td.textContent;
-  out[tr.dataset.target] = row;
-}
-return out;
-"""
-
-
-def test_export_view_shows_each_target(kubectl: Kubectl, kubeconfig: str, namespace: str, dash_operator: Operator,
-                                       dashboard: Callable[..., Dashboard], browser: Any, tmp_path: Path, models_pvc: str) -> None:
-    """A real export (the Job's command run as a kubelet would, tests/e2e/test_modelexport.py), watched
-    from Running to Succeeded; every figure of each target is on the page."""
-    pvc_root = tmp_path / "pvc"
-    tiny_onnx(pvc_root / "models" / "tiny" / "model.onnx")
-    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(export_body("tiny", [{"name": "fp32", "format": "onnx"}])))
-    dash = dashboard(kubeconfig, "--namespace", namespace)
-    job = wait_for(lambda: (r := kubectl("-n", namespace, "get", "job", "tiny-export-g1", "-o", "json", check=False)).returncode == 0
-                   and json.loads(r.stdout), 60, what="the export Job")
-    goto(browser, f"{dash.url}#/ModelExport/{namespace}/tiny")
-    wait_for(lambda: text(browser, '[data-field="phase"]') == "Running", 60, 0.1, "the page to show the export Running")
-    code, message = run_job_like_a_kubelet(kubectl, namespace, job, pvc_root, tmp_path / "run")
-    assert code == 0, message
-    complete_pod(kubectl, namespace, "tiny-export-g1", code, message)
-    wait_for(lambda: text(browser, '[data-field="phase"]') == "Succeeded", 60, 0.1, "the page to show the export Succeeded")
-    artifacts = mex_status(kubectl, namespace, "tiny")["artifacts"]
-    shown = wait_for(lambda: (t := browser.execute_script(READ_TARGETS)) and len(t) == len(artifacts) and t, 10, 0.1, "the targets")
-    for a in artifacts:
-        row = shown[a["name"]]
-        assert row["format"] == a["format"] and row["sha256"] == a["sha256"] and int(row["sizeBytes"]) == a["sizeBytes"], row
-        for col in ("maxAbsError", "top1Agreement", "latencyMs", "sourceLatencyMs"):
-            assert float(row[col]) == a[col], (col, row, a)
-        assert row["validated"] == "passed" and a["validated"] is True
-    screenshot(browser, "dashboard-export.png")
-    goto(browser, dash.url + "#/")
-    wait_for(lambda: text(browser, f'tr[data-key="ModelExport/{namespace}/tiny"]'), 10, 0.1, "the overview")
-    screenshot(browser, "dashboard-overview.png")

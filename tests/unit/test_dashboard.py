@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from modelpilot.dashboard import views
+from modelpilot.dashboard import _is_loopback, views
 from modelpilot.dashboard.server import Settings, make_app
 from modelpilot.dashboard.watch import Hub
 
@@ -46,6 +46,9 @@ def test_deployment_row_and_latest_verdict() -> None:
                    "weights": {"stable": 80, "canary": 20, "mirror": None}, "ready": 2, "replicas": 2,
                    "verdict": "errors: Failed", "message": ""}
     assert views.latest_verdict({}) is None
+    done = {"kind": "ModelExport", "metadata": {"name": "e", "namespace": "ml"}, "spec": {"targets": [{"format": "onnx"}]},
+            "status": {"phase": "Succeeded", "conditions": [{"type": "Ready", "message": "1 artifact(s) exported and validated"}]}}
+    assert views.export_row(done)["message"] == "1 artifact(s) exported and validated", "no status.message: the Ready condition's"
 
 
 def test_steps_are_the_operators_compiled_steps() -> None:
@@ -134,3 +137,8 @@ def test_page_carries_token_and_mode_but_no_credentials(hub: Hub) -> None:
     page, headers = asyncio.run(get())
     assert "{&quot;csrfToken&quot;: &quot;T&lt;&amp;&gt;&quot;, &quot;readOnly&quot;: true" in page, "escaped into the meta tag"
     assert "default-src 'self'" in headers["Content-Security-Policy"] and headers["X-Frame-Options"] == "DENY"
+
+
+def test_only_loopback_addresses_pass_without_a_warning() -> None:
+    assert [a for a in ("127.0.0.1", "::1", "localhost", "127.0.0.2", "0.0.0.0", "::", "10.0.0.5", "example.com") if _is_loopback(a)] == [
+        "127.0.0.1", "::1", "localhost", "127.0.0.2"]

@@ -45,6 +45,12 @@ def latest_verdict(status: Mapping[str, Any]) -> str | None:
     return f"{newest.get('metric')}: {newest.get('verdict')}" if newest else None
 
 
+def _message(status: Mapping[str, Any]) -> str:
+    """The status message, or else the Ready condition's (an export keeps its outcome there)."""
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return status.get("message") or ready.get("message") or ""
+
+
 def deployment_row(body: Mapping[str, Any]) -> dict[str, Any]:
     spec, st = body.get("spec") or {}, body.get("status") or {}
     w = st.get("weights") or {}
@@ -54,7 +60,7 @@ def deployment_row(body: Mapping[str, Any]) -> dict[str, Any]:
             "stable": st.get("stableRevision"), "canary": st.get("canaryRevision"),
             "weights": {k: w.get(k) for k in ("stable", "canary", "mirror")},
             "ready": st.get("readyReplicas", 0), "replicas": st.get("replicas", 0),
-            "verdict": latest_verdict(st), "message": st.get("message") or ""}
+            "verdict": latest_verdict(st), "message": _message(st)}
 
 
 def export_row(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +68,7 @@ def export_row(body: Mapping[str, Any]) -> dict[str, Any]:
     return {"key": key(body), "kind": "ModelExport", "namespace": body["metadata"]["namespace"],
             "name": body["metadata"]["name"], "phase": st.get("phase") or "Pending",
             "targets": [t.get("name") or t.get("format") for t in spec.get("targets") or []],
-            "artifacts": len(st.get("artifacts") or []), "job": st.get("jobName"), "message": st.get("message") or ""}
+            "artifacts": len(st.get("artifacts") or []), "job": st.get("jobName"), "message": _message(st)}
 
 
 def steps(body: Mapping[str, Any]) -> list[str]:

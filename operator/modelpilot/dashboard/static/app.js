@@ -23,6 +23,7 @@ function h(tag, attrs, ...children) {
   return el;
 }
 const dash = "–";
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const show = (v) => (v === null || v === undefined || v === "" ? dash : v);
 const badge = (text) => h("span", { class: "badge " + String(text || "").replace(/[^A-Za-z]/g, "") }, show(text));
 const rev = (n) => (n ? "r" + n : dash);
@@ -121,7 +122,7 @@ function overview() {
     h("div", { class: "filters" },
       select("filter-namespace", "Namespace", ui.ns, namespaces, (v) => (ui.ns = v)),
       select("filter-phase", "Phase", ui.phase, phases, (v) => (ui.phase = v)),
-      h("span", { class: "muted" }, `${mds.length} deployments · ${mes.length} exports`)),
+      h("span", { class: "muted" }, `${plural(mds.length, "deployment")} · ${plural(mes.length, "export")}`)),
     h("section", { class: "card", id: "deployments" },
       h("h2", {}, "Model deployments"),
       mds.length ? h("table", {},
