@@ -248,6 +248,7 @@ function chartHolder(key, it) {
     charts.set(key, c);
   }
   c.data = it.history || [];
+  c.mirror = ((it.object.spec.rollout || {}).strategy === "shadow") || c.data.some((p) => p[3]);
   return c.el;
 }
 
@@ -280,9 +281,10 @@ function drawCharts() {
         series: [{},
           { label: "stable %", stroke: "#2f6fde", width: 2, paths: stepped, points: { show: false }, fill: "rgba(47,111,222,.08)" },
           { label: "canary %", stroke: "#e8800c", width: 2, paths: stepped, points: { show: false }, fill: "rgba(232,128,12,.12)" },
-          { label: "mirror %", stroke: "#8a4fd8", width: 2, paths: stepped, points: { show: false }, dash: [6, 4] }],
+          { label: "mirror %", stroke: "#8a4fd8", width: 2, paths: stepped, points: { show: false }, dash: [6, 4], show: c.mirror }],
       }, data, c.el);
     } else {
+      if (c.mirror && !c.plot.series[3].show) c.plot.setSeries(3, { show: true });
       c.plot.setData(data);
       if (Math.abs(c.plot.width - width) > 4) c.plot.setSize({ width, height: 220 });
     }
