@@ -215,6 +215,7 @@ def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeco
     metric_target.set_error_ratio(namespace, "canary", 2, 0.001)
     body = model_deployment("canary", {"strategy": "canary", "canary": {"steps": STEPS}})
     apply(kubectl, namespace, body)
+    apply(kubectl, namespace, model_deployment("steady", {"strategy": "direct"}, traffic=None))  # another phase to filter by
     for rev in (1, 2):  # enough samples for the judge's minSamples
         scraped(prometheus_url, f'count_over_time(mp_e2e_error_ratio{{namespace="{namespace}",name="canary",revision="{rev}"}}[10s]) >= 6')
     wait_status(kubectl, namespace, "canary", lambda s: s.get("phase") == "Ready", what="revision 1 Ready")
@@ -244,9 +245,9 @@ def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeco
             check_analysis(browser, wait_status(kubectl, namespace, "canary", lambda s: s.get("phase") == "Paused"))
             screenshot(browser, "dashboard-rollout.png")
             goto(browser, dash.url + "#/")  # with the export of the test before
-            wait_for(lambda: text(browser, f'tr[data-key="ModelDeployment/{namespace}/canary"]'), 10, 0.1, "the overview")
+            wait_for(lambda: "Ready" in (text(browser, f'tr[data-key="ModelDeployment/{namespace}/steady"]') or ""), 30, 0.1, "the overview")
             screenshot(browser, "dashboard-overview.png")
-            for phase, shown in (("Succeeded", [f"ModelExport/{namespace}/tiny"]), ("Paused", [f"ModelDeployment/{namespace}/canary"])):
+            for phase, shown in (("Ready", [f"ModelDeployment/{namespace}/steady"]), ("Paused", [f"ModelDeployment/{namespace}/canary"])):
                 as_user(browser, f"phase {phase}", lambda: Select(browser.find_element("id", "filter-phase")).select_by_value(phase))
                 assert browser.execute_script(ROW_KEYS) == shown, f"filtered by phase {phase}"
             open_rollout(browser, dash, namespace, "canary")

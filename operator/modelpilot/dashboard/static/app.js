@@ -118,17 +118,21 @@ function overview() {
     h("select", { id, onchange: (e) => { set(e.target.value); render(); } },
       h("option", { value: "" }, "all"),
       options.map((o) => h("option", { value: o, selected: o === value }, o))));
+  // Scoped to one namespace (the header names it): no namespace column or filter.
+  const nsCol = !config.namespace;
+  const nsCell = (r) => (nsCol ? h("td", {}, r.namespace) : null);
+  const heads = (names) => h("thead", {}, h("tr", {}, (nsCol ? ["Namespace", ...names] : names).map((t) => h("th", {}, t))));
   return h("div", {},
     h("div", { class: "filters" },
-      select("filter-namespace", "Namespace", ui.ns, namespaces, (v) => (ui.ns = v)),
+      nsCol ? select("filter-namespace", "Namespace", ui.ns, namespaces, (v) => (ui.ns = v)) : null,
       select("filter-phase", "Phase", ui.phase, phases, (v) => (ui.phase = v)),
       h("span", { class: "muted" }, `${plural(mds.length, "deployment")} · ${plural(mes.length, "export")}`)),
     h("section", { class: "card", id: "deployments" },
       h("h2", {}, "Model deployments"),
       mds.length ? h("table", {},
-        h("thead", {}, h("tr", {}, ["Namespace", "Name", "Phase", "Strategy", "Stable", "Canary", "Weights stable/canary %", "Ready", "Latest analysis", "Message"].map((t) => h("th", {}, t)))),
+        heads(["Name", "Phase", "Strategy", "Stable", "Canary", "Weights stable/canary %", "Ready", "Latest analysis", "Message"]),
         h("tbody", {}, mds.map((r) => h("tr", { "data-key": r.key },
-          h("td", {}, r.namespace), h("td", {}, link(r.key, r.name)), h("td", {}, badge(r.phase)),
+          nsCell(r), h("td", {}, link(r.key, r.name)), h("td", {}, badge(r.phase)),
           h("td", {}, r.strategy), h("td", {}, rev(r.stable)), h("td", {}, rev(r.canary)),
           h("td", { "data-field": "weights" }, weightBar(r.weights)),
           h("td", { class: "num" }, `${r.ready}/${r.replicas}`),
@@ -137,9 +141,9 @@ function overview() {
     h("section", { class: "card", id: "exports" },
       h("h2", {}, "Model exports"),
       mes.length ? h("table", {},
-        h("thead", {}, h("tr", {}, ["Namespace", "Name", "Phase", "Targets", "Artifacts", "Job", "Message"].map((t) => h("th", {}, t)))),
+        heads(["Name", "Phase", "Targets", "Artifacts", "Job", "Message"]),
         h("tbody", {}, mes.map((r) => h("tr", { "data-key": r.key },
-          h("td", {}, r.namespace), h("td", {}, link(r.key, r.name)), h("td", {}, badge(r.phase)),
+          nsCell(r), h("td", {}, link(r.key, r.name)), h("td", {}, badge(r.phase)),
           h("td", {}, r.targets.join(", ")), h("td", { class: "num" }, r.artifacts),
           h("td", { class: "mono" }, show(r.job)), h("td", { class: "msg" }, r.message)))))
         : h("div", { class: "empty" }, "No ModelExports here.")));
