@@ -46,11 +46,9 @@ def _is_loopback(address: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     import kubernetes
-    from aiohttp import web
 
-    from .server import Settings, make_app
-    from .watch import AccessError, Hub, Watcher, check_access
-    from .views import KINDS
+    from .server import Settings
+    from .watch import AccessError, check_access
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -70,22 +68,36 @@ def run(args: argparse.Namespace) -> int:
               "sees what your kubeconfig may see" + ("" if args.read_only else " and can press its buttons")
               + "; the default 127.0.0.1 keeps it on this machine", file=sys.stderr)
     settings = Settings(port=args.port, address=args.address, namespace=namespace, read_only=args.read_only)
-    hub = Hub()
-
-    async def start_watches(app: web.Application) -> None:
-        loop = asyncio.get_running_loop()
-        for kind in KINDS:
-            Watcher(api_client, kind, namespace, hub, loop).start()
-
-    app = make_app(settings, hub)
-    app.on_startup.append(start_watches)
-    where = f"namespace {namespace}" if namespace else "all namespaces"
-    url = f"http://{args.address if ':' not in args.address else f'[{args.address}]'}:{args.port}/"
-    print(f"modelpilot dashboard for {where}{' (read-only)' if args.read_only else ''}: {url}  (Ctrl-C to stop)", flush=True)
     try:
-        web.run_app(app, host=args.address, port=args.port, print=None, handle_signals=True, shutdown_timeout=1)
+        asyncio.run(_serve(settings, api_client))
     except OSError as e:
         print(f"kubectl-modelpilot dashboard: cannot listen on {args.address}:{args.port}: {e.strerror}; "
               "pick another --port", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+async def _serve(settings: Any, api_client: Any) -> None:
+    """Listen first, then start the watches: a port in use fails before any thread runs."""
+    from aiohttp import web
+
+    from .server import make_app
+    from .views import KINDS
+    from .watch import Hub, Watcher
+
+    hub = Hub()
+    runner = web.AppRunner(make_app(settings, hub), shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.address, settings.port).start()
+        for kind in KINDS:
+            Watcher(api_client, kind, settings.namespace, hub, asyncio.get_running_loop()).start()
+        where = f"namespace {settings.namespace}" if settings.namespace else "all namespaces"
+        host = settings.address if ":" not in settings.address else f"[{settings.address}]"
+        print(f"modelpilot dashboard for {where}{' (read-only)' if settings.read_only else ''}: "
+              f"http://{host}:{settings.port}/  (Ctrl-C to stop)", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
