@@ -88,6 +88,18 @@ def test_hub_relist_deletes_what_vanished_and_publishes() -> None:
     assert "annotations" not in json.dumps(hub.snapshot())
 
 
+def test_hub_tells_pages_when_a_watch_breaks_and_heals() -> None:
+    hub = Hub()
+    q: asyncio.Queue = asyncio.Queue()
+    hub.subscribers.add(q)
+    hub.watch_failed("ModelExport", "watching modelexports: 503 Service Unavailable; retrying")
+    hub.watch_failed("ModelExport", "watching modelexports: 503 Service Unavailable; retrying")  # no news
+    assert hub.snapshot()["watchErrors"] == {"ModelExport": "watching modelexports: 503 Service Unavailable; retrying"}
+    hub.watch_failed("ModelExport", None)
+    sent = [q.get_nowait() for _ in range(q.qsize())]
+    assert [m["watchErrors"] for m in sent] == [{"ModelExport": "watching modelexports: 503 Service Unavailable; retrying"}, {}]
+
+
 async def _post(settings: Settings, hub: Hub, headers: dict[str, str], body: Any, host: str | None = None) -> tuple[int, dict]:
     async with TestClient(TestServer(make_app(settings, hub), host="127.0.0.1", port=settings.port)) as client:
         hdrs = {"Host": host or f"127.0.0.1:{settings.port}", **headers}

@@ -39,6 +39,7 @@ class Hub:
         self.objects: dict[str, dict[str, Any]] = {}
         self.histories: dict[str, views.WeightHistory] = {}
         self.subscribers: set[asyncio.Queue] = set()
+        self.watch_errors: dict[str, str] = {}  # kind -> why its watch is down (the page says it is not live)
 
     def message(self, k: str) -> dict[str, Any]:
         body = self.objects[k]
@@ -47,7 +48,16 @@ class Hub:
         return {"type": "upsert", "key": k, "row": views.row(body), "object": body, **extra}
 
     def snapshot(self) -> dict[str, Any]:
-        return {"type": "snapshot", "items": [self.message(k) for k in sorted(self.objects)]}
+        return {"type": "snapshot", "items": [self.message(k) for k in sorted(self.objects)], "watchErrors": dict(self.watch_errors)}
+
+    def watch_failed(self, kind: str, why: str | None) -> None:
+        """Record that the watch of `kind` broke (`why`) or works again (None), and tell the pages."""
+        if self.watch_errors.get(kind) != why:
+            if why is None:
+                self.watch_errors.pop(kind, None)
+            else:
+                self.watch_errors[kind] = why
+            self.publish({"type": "watchErrors", "watchErrors": dict(self.watch_errors)})
 
     def upsert(self, body: dict[str, Any], now: float) -> None:
         k = views.key(body)
@@ -108,11 +118,14 @@ class Watcher(threading.Thread):
                 self._list_and_watch()
             except ApiException as e:
                 if e.status != 410:
-                    log.warning("watching %s: %s %s; again in %ss", self.kind, e.status, e.reason, RETRY_SECONDS)
-                    time.sleep(RETRY_SECONDS)
+                    self._failed(f"{e.status} {e.reason}")
             except Exception as e:  # the apiserver restarted, the connection dropped: relist
-                log.warning("watching %s: %s; again in %ss", self.kind, e, RETRY_SECONDS)
-                time.sleep(RETRY_SECONDS)
+                self._failed(str(e) or type(e).__name__)
+
+    def _failed(self, why: str) -> None:
+        log.warning("watching %s: %s; again in %ss", self.kind, why, RETRY_SECONDS)
+        self._deliver(self.hub.watch_failed, self.kind, f"watching {views.KINDS[self.kind]}: {why}; retrying")
+        time.sleep(RETRY_SECONDS)
 
     def _deliver(self, fn: Callable[..., None], *args: Any) -> None:
         self.loop.call_soon_threadsafe(fn, *args)
@@ -121,6 +134,7 @@ class Watcher(threading.Thread):
         listed = self.list()
         items = [{**b, "kind": self.kind} for b in listed.get("items") or []]
         self._deliver(self.hub.relisted, self.kind, items, time.time())
+        self._deliver(self.hub.watch_failed, self.kind, None)
         rv = listed["metadata"]["resourceVersion"]
         for ev in kubernetes.watch.Watch().stream(self.list, resource_version=rv, timeout_seconds=300,
                                                   allow_watch_bookmarks=True):

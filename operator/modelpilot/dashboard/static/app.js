@@ -6,6 +6,7 @@ const config = JSON.parse(document.querySelector('meta[name="modelpilot-config"]
 const items = new Map(); // key -> {row, object, steps, history}
 const ui = { ns: "", phase: "", undo: {}, result: {} };
 const charts = new Map(); // key -> {el, plot}
+let watchErrors = {}; // kind -> why the server's watch of it is down
 
 // ---- small DOM helpers ----------------------------------------------------------------------
 function h(tag, attrs, ...children) {
@@ -70,10 +71,18 @@ function sizeBars(root) {
 function connect() {
   const live = document.getElementById("live");
   const es = new EventSource("/events");
-  es.onopen = () => { live.dataset.state = "live"; live.textContent = "live"; };
-  es.onerror = () => { live.dataset.state = "reconnecting"; live.textContent = "reconnecting"; };
+  const showLive = () => {
+    const broken = Object.values(watchErrors);
+    live.dataset.state = broken.length ? "reconnecting" : "live";
+    live.textContent = broken.length ? "cluster unreachable" : "live";
+    live.title = broken.join("\n");
+  };
+  es.onopen = showLive;
+  es.onerror = () => { live.dataset.state = "reconnecting"; live.textContent = "reconnecting"; live.title = "the dashboard server does not answer"; };
   es.onmessage = (e) => {
     const msg = JSON.parse(e.data);
+    if (msg.watchErrors) { watchErrors = msg.watchErrors; showLive(); }
+    if (msg.type === "watchErrors") return;
     if (msg.type === "snapshot") {
       items.clear();
       for (const it of msg.items) items.set(it.key, it);
