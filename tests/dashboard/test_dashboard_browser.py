@@ -1,8 +1,11 @@
 """`kubectl modelpilot dashboard` in a real browser (Debian chromium), against the local control plane
-with the operator running: a canary watched from 0 to 100 % with the page's weights matching the
-HTTPRoute, the promote, abort and undo buttons, read-only mode, and an RBAC-limited user.
+with the operator running: a real export's targets; a canary watched from 0 to 100 % with the
+page's weights matching the HTTPRoute and the status (within a second), its analysis measurements
+(a query and a Mann-Whitney judge on a real Prometheus); the promote, abort and undo buttons;
+read-only mode; and an RBAC-limited user.
 
-MODELPILOT_DASHBOARD_SCREENSHOTS=DIR also saves the overview and the rollout as PNGs (docs/dashboard.md)."""
+MODELPILOT_DASHBOARD_SCREENSHOTS=DIR also saves the overview, the rollout and the export as PNGs
+(docs/images, shown in docs/dashboard.md)."""
 
 from __future__ import annotations
 
@@ -43,8 +46,7 @@ return {phase: f('phase'), stable: f('stable-revision'), canary: f('canary-revis
         stableWeight: f('stable-weight'), canaryWeight: f('canary-weight'),
         buttons: document.querySelectorAll('button.action').length};
 """
-
-
+# The keys of the overview's rows, in order.
 ROW_KEYS = "return [...document.querySelectorAll('tr[data-key]')].map((e) => e.dataset.key)"
 
 
