@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from ..chart.conftest import _child_operators
+from ..chart.conftest import other_operators_frozen
 from ..conftest import KUBECTL, LOCAL, REPO
 from ..e2e.conftest import Operator, metric_target, operator_config, operator_kubeconfig, prometheus_url  # noqa: F401
 
@@ -32,22 +32,15 @@ def dash_operator(kubeconfig: str, prometheus_url: str, tmp_path_factory: pytest
     operator that this pytest process runs (tests/e2e's session one, when both directories run) is
     frozen meanwhile: two actors make weights flap."""
     stop_local_up_operator(LOCAL)
-    frozen = _child_operators()
-    for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
     base = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 70
     op = Operator(operator_kubeconfig(), metrics_port=base, health_port=base + 1, resync=2.0,
                   config=operator_config(prometheus_url, tmp_path_factory.mktemp("dashboard-operator")))
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
-        for pid in frozen:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+    with other_operators_frozen():
+        op.start()
+        try:
+            yield op
+        finally:
+            op.stop()
 
 
 class Dashboard:
