@@ -103,6 +103,12 @@ def join_uri(base: str, rel: str) -> str:
     return base.rstrip("/") + "/" + rel.lstrip("/")
 
 
+def _top1(validation: dict[str, Any]) -> float | None:
+    """The lowest top-1 agreement over the classifier outputs, None when no output is a classifier."""
+    found = [o["top1Agreement"] for o in validation.get("outputs") or [] if o.get("top1Agreement") is not None]
+    return min(found) if found else None
+
+
 def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
                         limit: int = TERMINATION_LIMIT) -> str:
     """The compact result for the Job's termination message, always under ``limit`` bytes."""
@@ -114,6 +120,8 @@ def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
                          "sha256": t.get("sha256"), "sizeBytes": t.get("sizeBytes"),
                          "maxAbsError": v.get("maxAbsError"),
                          "latencyMs": v.get("artifactLatencyMsP50"),
+                         "sourceLatencyMs": v.get("sourceLatencyMsP50"),
+                         "top1Agreement": _top1(v),
                          "validated": bool(v.get("passed"))})
         else:
             failed.append({"name": t["name"], "error": t.get("error", "")})

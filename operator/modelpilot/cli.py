@@ -6,6 +6,7 @@
   abort NAME                     send all traffic back to stable and scale the canary down
   pause NAME / resume NAME       hold the rollout where it is / let it go on (resume also retries an aborted one)
   undo NAME [--to-revision N]    serve an earlier revision again (default: the previous stable one)
+  dashboard [--port 3100]        a local web app: every rollout and export, live, with the same actions
 
 Manual actions never edit spec, so Argo CD and Flux see no drift: they are written to the
 ModelDeployment's status (`status.control`, through the status subresource), which the operator
@@ -28,6 +29,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, load_config
+from .dashboard import add_dashboard_parser
 from .rollout import Observed, plan_model_deployment
 
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
@@ -66,15 +68,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kubectl(args: argparse.Namespace, *cmd: str) -> subprocess.CompletedProcess:
+def _kubectl(namespace: str | None, *cmd: str) -> subprocess.CompletedProcess:
     full = [KUBECTL, *cmd]
-    if getattr(args, "namespace", None):
-        full[1:1] = ["-n", args.namespace]
+    if namespace:
+        full[1:1] = ["-n", namespace]
     return subprocess.run(full, capture_output=True, text=True)
 
 
 def _get(args: argparse.Namespace) -> dict[str, Any] | None:
-    r = _kubectl(args, "get", "modeldeployment", args.name, "-o", "json")
+    r = _kubectl(args.namespace, "get", "modeldeployment", args.name, "-o", "json")
     if r.returncode != 0:
         print(r.stderr.strip(), file=sys.stderr)
         return None
@@ -142,17 +144,33 @@ def _requester() -> str:
     return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else getpass.getuser()
 
 
-def _control(args: argparse.Namespace, action: str, **extra: Any) -> int:
-    if _get(args) is None:
-        return 1
+#: status.control actions, as the CLI's subcommands and the dashboard's buttons request them.
+CONTROL_ACTIONS = ("promote", "promoteFull", "pause", "resume", "abort", "undo")
+
+
+def request_control(name: str, namespace: str | None, action: str, to_revision: int | None = None) -> tuple[bool, str]:
+    """Write a manual action to the ModelDeployment's `status.control` with kubectl (the user's own
+    kubeconfig and RBAC): (done, what kubectl said). The one write path of the CLI and the dashboard."""
+    if action not in CONTROL_ACTIONS:
+        return False, f"unknown action {action!r}: use one of {', '.join(CONTROL_ACTIONS)}"
+    found = _kubectl(namespace, "get", "modeldeployment", name, "-o", "name")
+    if found.returncode != 0:
+        return False, found.stderr.strip()
     control = {"action": action, "requestedAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-               "requestedBy": _requester(), **extra}
-    r = _kubectl(args, "patch", "modeldeployment", args.name, "--subresource=status", "--type=merge",
+               "requestedBy": _requester(), **({"toRevision": to_revision} if to_revision else {})}
+    r = _kubectl(namespace, "patch", "modeldeployment", name, "--subresource=status", "--type=merge",
                  "-p", json.dumps({"status": {"control": control}}))
     if r.returncode != 0:
-        print(r.stderr.strip(), file=sys.stderr)
-        return r.returncode
-    print(f"modeldeployment/{args.name}: {action} requested; follow it with `kubectl modelpilot status {args.name} --watch`")
+        return False, r.stderr.strip()
+    return True, f"modeldeployment/{name}: {action} requested"
+
+
+def _control(args: argparse.Namespace, action: str, to_revision: int | None = None) -> int:
+    done, message = request_control(args.name, args.namespace, action, to_revision)
+    if not done:
+        print(message, file=sys.stderr)
+        return 1
+    print(f"{message}; follow it with `kubectl modelpilot status {args.name} --watch`")
     return 0
 
 
@@ -184,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     named("resume", "continue a paused rollout, or retry an aborted one").set_defaults(func=lambda a: _control(a, "resume"))
     u = named("undo", "serve an earlier revision again without editing spec")
     u.add_argument("--to-revision", type=int, dest="to_revision")
-    u.set_defaults(func=lambda a: _control(a, "undo", **({"toRevision": a.to_revision} if a.to_revision else {})))
+    u.set_defaults(func=lambda a: _control(a, "undo", a.to_revision))
+    add_dashboard_parser(sub)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -4,6 +4,7 @@ chart's RBAC runs here, with a token of that ServiceAccount)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -175,11 +176,10 @@ def _child_operators() -> list[int]:
     return out
 
 
-@pytest.fixture
-def no_other_operator() -> Iterator[None]:
-    """If tests/e2e's session operator runs in this pytest session (no leader election, all
-    namespaces), it would act on the nested run's objects too, and two actors make weights flap:
-    freeze it (SIGSTOP) for the test, and let it go on after (SIGCONT)."""
+@contextlib.contextmanager
+def other_operators_frozen() -> Iterator[None]:
+    """The modelpilot-operator processes this pytest process started, stopped (SIGSTOP) for the
+    block and let go on after (SIGCONT)."""
     frozen = _child_operators()
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
@@ -191,3 +191,12 @@ def no_other_operator() -> Iterator[None]:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+
+@pytest.fixture
+def no_other_operator() -> Iterator[None]:
+    """If tests/e2e's session operator runs in this pytest session (no leader election, all
+    namespaces), it would act on the nested run's objects too, and two actors make weights flap:
+    freeze it for the test."""
+    with other_operators_frozen():
+        yield

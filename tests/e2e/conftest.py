@@ -157,20 +157,29 @@ def prometheus_url(metric_target: MetricTarget, tmp_path_factory: pytest.TempPat
     subprocess.run([script, "stop"], env=env, capture_output=True, timeout=30)
 
 
+def operator_config(prometheus_url: str, directory: Path) -> Path:
+    """The test bed's operator config, with analysis queries sent to `prometheus_url`."""
+    import yaml
+    config = yaml.safe_load((REPO / "hack/testbed/operator-config.yaml").read_text())
+    config["prometheusUrl"] = prometheus_url
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def operator_kubeconfig() -> str:
+    """The operator's own identity, or MODELPILOT_E2E_OPERATOR_KUBECONFIG: another one, e.g. the Helm
+    chart's ServiceAccount (tests/chart/test_rbac.py), to prove that its RBAC rules are enough."""
+    return os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG") or str(LOCAL / "operator.kubeconfig")
+
+
 @pytest.fixture(scope="session")
 def operator(kubeconfig: str, prometheus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     # A local-up --with-operator instance would fight the one under test: stop it (we started it).
     stop_local_up_operator(LOCAL)
     base = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090"))
-    import yaml
-    config = yaml.safe_load((REPO / "hack/testbed/operator-config.yaml").read_text())
-    config["prometheusUrl"] = prometheus_url
-    config_path = tmp_path_factory.mktemp("operator") / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    # MODELPILOT_E2E_OPERATOR_KUBECONFIG: run the operator as another identity, e.g. the Helm chart's
-    # ServiceAccount (tests/chart/test_rbac.py), to prove that its RBAC rules are enough.
-    kc = os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG") or str(LOCAL / "operator.kubeconfig")
-    op = Operator(kc, metrics_port=base, health_port=base + 1, config=config_path)
+    op = Operator(operator_kubeconfig(), metrics_port=base, health_port=base + 1,
+                  config=operator_config(prometheus_url, tmp_path_factory.mktemp("operator")))
     op.start()
     try:
         yield op

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -63,13 +63,15 @@ def route_weights(route: dict) -> dict[str, int]:
     return {b["name"]: b.get("weight", 1) for b in split["backendRefs"]}
 
 
-class RouteWatch:
-    """Records every distinct canary weight the HTTPRoute carried, from a real `kubectl get -w`."""
+class ObjectWatch:
+    """Every distinct value `extract(object)` of one object took, with when it was seen, from a real
+    `kubectl get -w`."""
 
-    def __init__(self, kubeconfig: str, ns: str, name: str, canary_service: str):
-        self.canary_service = canary_service
-        self.weights: list[int] = []
-        self.proc = subprocess.Popen([KUBECTL, "--kubeconfig", kubeconfig, "-n", ns, "get", "httproute", name, "-w", "-o", "json"],
+    def __init__(self, kubeconfig: str, ns: str, resource: str, name: str, extract: Callable[[dict], Any]):
+        self.extract = extract
+        self.values: list[Any] = []
+        self.times: list[float] = []
+        self.proc = subprocess.Popen([KUBECTL, "--kubeconfig", kubeconfig, "-n", ns, "get", resource, name, "-w", "-o", "json"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -85,12 +87,20 @@ class RouteWatch:
                 except ValueError:
                     break
                 buf = buf.lstrip()[end:]
-                w = route_weights(obj).get(self.canary_service, 0)
-                if not self.weights or self.weights[-1] != w:
-                    self.weights.append(w)
+                v = self.extract(obj)
+                if not self.values or self.values[-1] != v:
+                    self.values.append(v)
+                    self.times.append(time.time())
 
-    def stop(self) -> list[int]:
+    def stop(self) -> list[Any]:
         time.sleep(1.0)
         self.proc.terminate()
         self.proc.wait(timeout=10)
-        return self.weights
+        return self.values
+
+
+class RouteWatch(ObjectWatch):
+    """Records every distinct canary weight the HTTPRoute carried."""
+
+    def __init__(self, kubeconfig: str, ns: str, name: str, canary_service: str):
+        super().__init__(kubeconfig, ns, "httproute", name, lambda route: route_weights(route).get(canary_service, 0))

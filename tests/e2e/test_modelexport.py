@@ -115,7 +115,8 @@ def test_export_job_runs_for_real_and_status_has_the_result(kubectl: Kubectl, na
         assert local.exists(), a["uri"]
         assert hashlib.sha256(local.read_bytes()).hexdigest() == a["sha256"]
         assert a["sizeBytes"] == local.stat().st_size
-        assert a["maxAbsError"] >= 0 and a["latencyMs"] > 0
+        assert a["maxAbsError"] >= 0 and a["latencyMs"] > 0 and a["sourceLatencyMs"] > 0
+        assert a["validated"] is True and 0.85 <= a["top1Agreement"] <= 1.0, "y [batch, 3] is a classifier output"
     assert st["completionTime"] and st["startTime"]
     events = json.loads(kubectl("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=tiny", "-o", "json").stdout)["items"]
     assert any(e["reason"] == "ExportSucceeded" for e in events)

@@ -160,12 +160,17 @@ def test_validate_end_to_end_with_numpy_runners():
 def test_termination_message_is_compact():
     man = {"phase": "Succeeded", "message": "ok", "targets": [
         {"name": f"t{i}", "format": "onnx", "phase": "Succeeded", "uri": "s3://bucket/" + "x" * 200,
-         "sha256": "a" * 64, "sizeBytes": 123, "validation": {"maxAbsError": 1e-6, "artifactLatencyMsP50": 0.5}}
+         "sha256": "a" * 64, "sizeBytes": 123, "validation": {
+             "maxAbsError": 1e-6, "artifactLatencyMsP50": 0.5, "sourceLatencyMsP50": 2.0, "passed": True,
+             "outputs": [{"top1Agreement": 0.98}, {"top1Agreement": 0.96}, {"maxAbsError": 1e-6}] if i else [{"maxAbsError": 1e-6}]}}
         for i in range(40)] + [{"name": "bad", "format": "onnx", "phase": "Failed", "error": "e" * 3000}]}
     s = mf.termination_message(man, "s3://bucket/manifest.json")
     assert len(s.encode()) <= 4096
     d = json.loads(s)
     assert d["phase"] == "Succeeded" and d["truncated"] is True and d["artifacts"][0]["sha256"] == "a" * 64
+    first, second = d["artifacts"][:2]
+    assert (second["sourceLatencyMs"], second["top1Agreement"], second["validated"]) == (2.0, 0.96, True), "the worst output's top-1"
+    assert first["top1Agreement"] is None, "no classifier output: no top-1 agreement"
     small = json.loads(mf.termination_message({"phase": "Failed", "message": "boom", "targets": []}, None))
     assert small == {"phase": "Failed", "message": "boom", "artifacts": []}
 

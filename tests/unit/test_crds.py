@@ -224,7 +224,8 @@ CONTRACT_FIELDS = {
         "status.phase", "status.conditions[].type", "status.observedGeneration", "status.jobName", "status.startTime",
         "status.completionTime", "status.message", "status.artifacts[].name", "status.artifacts[].format",
         "status.artifacts[].uri", "status.artifacts[].sha256", "status.artifacts[].sizeBytes",
-        "status.artifacts[].maxAbsError", "status.artifacts[].latencyMs", "status.manifestUri",
+        "status.artifacts[].maxAbsError", "status.artifacts[].latencyMs", "status.artifacts[].sourceLatencyMs",
+        "status.artifacts[].top1Agreement", "status.artifacts[].validated", "status.manifestUri",
     ],
     "ModelDeployment": [
         "spec.model.exportRef.name", "spec.model.exportRef.target", "spec.model.uri", "spec.model.format", "spec.model.name",

@@ -19,7 +19,8 @@ from ..conditions import changed_conditions, set_condition
 from ..config import OperatorConfig
 from .job import CONTAINER, build_export_job, build_export_network_policy, build_spec_config_map
 
-ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs")
+ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs", "sourceLatencyMs",
+                   "top1Agreement", "validated")
 
 
 @dataclass(frozen=True)
