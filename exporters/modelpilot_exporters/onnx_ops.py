@@ -12,6 +12,10 @@
   1.6x faster.
 * :func:`to_fp16` - ``onnxruntime.transformers.float16.convert_float_to_float16`` with
   ``keep_io_types`` (fp32 inputs/outputs with casts inside).
+* :func:`quantize_int4` - weight-only int4: ``MatMulNBitsQuantizer`` turns MatMuls with constant
+  weights into ``MatMulNBits`` and embedding Gathers into ``GatherBlockQuantized`` (symmetric,
+  blocks of 32, ``accuracy_level`` 4: int8 compute on the activations, which is what onnxruntime's
+  x86 kernels run fastest).
 
 Models over 2 GB are written with external data (``<file>.data`` next to the model).
 """
@@ -104,21 +108,26 @@ def _external(path: Path) -> bool:
     return len(model_files(path)) > 1
 
 
-def session(path: Path, n_threads: int | None = None):
+def session(path: Path, n_threads: int | None = None, spinning: bool = True):
+    """A CPU session. ``spinning=False`` stops idle worker threads from spin-waiting after a run,
+    so that runners measured in turns do not steal the cores from each other."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = n_threads or threads()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 class OrtRunner:
     """A validation runner over an ONNX file: dict of numpy inputs -> list of outputs."""
 
-    def __init__(self, path: Path, output_order: Sequence[str] | None = None, n_threads: int | None = None):
-        self.sess = session(path, n_threads)
+    def __init__(self, path: Path, output_order: Sequence[str] | None = None, n_threads: int | None = None,
+                 spinning: bool = True):
+        self.sess = session(path, n_threads, spinning)
         self.inputs = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in self.sess.get_inputs()}
         names = [o.name for o in self.sess.get_outputs()]
         if output_order and set(output_order) <= set(names) and len(output_order) == len(names):
@@ -253,6 +262,30 @@ def quantize_static(src: Path, dst: Path, samples: Sequence[dict], per_channel: 
            use_external_data_format=_external(pre),
            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     return model_files(dst)
+
+
+INT4_BLOCK = 32
+
+
+def quantize_int4(src: Path, dst: Path, block_size: int = INT4_BLOCK) -> list[Path]:
+    """Weight-only int4 (MatMulNBits / GatherBlockQuantized)."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
+                                                                  MatMulNBitsQuantizer)
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    cfg = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4,
+                                       op_types_to_quantize=("MatMul", "Gather"),
+                                       quant_axes=(("MatMul", 0), ("Gather", 1)))
+    q = MatMulNBitsQuantizer(onnx.load(str(src)), algo_config=cfg)
+    q.process()
+    if not any(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in q.model.model.graph.node):
+        raise ExportError("int4 quantization found no MatMul with a constant weight (nor an embedding "
+                          "Gather) to quantize: int4 is weight-only and only pays on transformer-like "
+                          "models; use dynamic or int8 for this one")
+    return save(q.model.model, dst)
 
 
 def to_fp16(src: Path, dst: Path, keep_io_types: bool = True) -> list[Path]:

@@ -19,7 +19,7 @@ from ..conditions import changed_conditions, set_condition
 from ..config import OperatorConfig
 from .job import CONTAINER, build_export_job, build_spec_config_map
 
-ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs")
+ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs", "autotune")
 
 
 @dataclass(frozen=True)
