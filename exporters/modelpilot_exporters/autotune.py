@@ -13,7 +13,8 @@ Measured for each candidate, on the validation samples:
   ``1 - agreement``), relative L2 error for the others; within budget when every classifier output
   has ``accuracyDrop <= maxAccuracyDrop`` and every other output ``relL2Error <= maxRelL2Error``;
 * latency at each of ``batchSizes`` (the samples repeated to fill the batch), in interleaved rounds
-  (every candidate and the source once per round), medians.
+  (every candidate once per round), medians. The source is not timed here (its batch-1 latency is
+  in the target's validation): it does not take part in the choice and was the slowest runner.
 
 The choice: the smallest geometric mean of the latencies over the batch sizes (each batch size
 weighs the same whatever its absolute latency), among the candidates within budget.

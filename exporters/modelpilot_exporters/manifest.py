@@ -19,7 +19,7 @@ manifest.json (written to ``<output.uri>/manifest.json``, also when the export f
         "opset", "quantization": {...}, "optimization": "none|basic|extended|all",
         "fusion": {"mode": "none|transformer", "reason", "fused": {"Attention": 4, ...},  # onnx
                    "left": {"Softmax": 0, ...}, "rules": {...}, "ortOptimizer": {...}},
-        "autotune": {"batchSizes", "maxAccuracyDrop", "maxRelL2Error", "sourceLatencyMs": [...],
+        "autotune": {"batchSizes", "maxAccuracyDrop", "maxRelL2Error",
                      "chosen": "transformer+dynamic",
                      "candidates": [{"name", "fusion", "mode", "sizeBytes", "latencyMs": [...],
                                      "accuracyDrop"?, "relL2Error"?, "withinBudget", "error"?}]},

@@ -48,11 +48,12 @@ def pt(path):
 @pytest.mark.parametrize("variant, split", [("sep", 0), ("packed", 2)])
 def test_int8_fuses_attention_into_qattention(export, tiny, variant, split):
     r = export({"source": pt(tiny[variant]), "inputs": IDS,
-                "targets": [{"name": "q", "format": "onnx", "quantization": {"mode": "dynamic"}}]})
+                "targets": [{"name": "q", "format": "onnx", "quantization": {"mode": "dynamic"},
+                             "optimization": {"fusion": "transformer"}}]})
     assert r.rc == 0, r.stderr
     t = r.target("q")
     f = t["fusion"]
-    assert f["mode"] == "transformer" and f["reason"] == "auto: int8 of a graph with attention"
+    assert f["mode"] == "transformer" and f["reason"] == "spec"
     # two blocks: one Attention each, LayerNorm+residual fused twice per block, one BiasGelu each
     assert f["fused"] == {"Attention": 2, "SkipLayerNormalization": 4, "BiasGelu": 2}, f
     assert "Softmax" not in f["left"] and "Transpose" not in f["left"], f["left"]
@@ -62,23 +63,21 @@ def test_int8_fuses_attention_into_qattention(export, tiny, variant, split):
     assert t["validation"]["passed"] and t["validation"]["outputs"][0]["top1Agreement"] == 1.0
 
 
-def test_fusion_is_off_without_attention_and_when_the_spec_says_none(export, models, tiny):
-    r = export({"source": pt(models["mlp_pt2"]), "inputs": MLP_INPUTS,
-                "targets": [{"name": "q", "format": "onnx", "quantization": {"mode": "dynamic"}}]})
-    assert r.rc == 0, r.stderr
-    assert r.target("q")["fusion"] == {"mode": "none", "reason": "auto: no attention in the graph"}
+def test_fusion_auto_leaves_fixed_targets_alone_and_autotune_skips_graphs_without_attention(export, models, tiny):
     r = export({"source": pt(tiny["sep"]), "inputs": IDS,
-                "targets": [{"name": "q", "format": "onnx", "quantization": {"mode": "dynamic"},
-                             "optimization": {"fusion": "none"}},
-                            {"name": "fp32", "format": "onnx"},
-                            {"name": "fused", "format": "onnx", "optimization": {"fusion": "transformer"}}]},
-               name="t2")
+                "targets": [{"name": "q", "format": "onnx", "quantization": {"mode": "dynamic"}},
+                            {"name": "fused", "format": "onnx", "optimization": {"fusion": "transformer"}}]})
     assert r.rc == 0, r.stderr
-    assert r.target("q")["fusion"]["mode"] == "none" and ops(r, "q")["QAttention"] == 0
-    assert r.target("fp32")["fusion"]["reason"] == "auto: not fused for quantization mode none"
+    assert r.target("q")["fusion"] == {"mode": "none", "reason": "auto: fusion is only tried by autotune"}
+    assert ops(r, "q")["QAttention"] == 0 and ops(r, "q")["MatMulInteger"] >= 12
     fused = r.target("fused")
     assert fused["fusion"]["fused"]["Attention"] == 2 and ops(r, "fused")["Attention"] == 2
     assert fused["validation"]["passed"] and fused["validation"]["maxAbsError"] < 1e-4
+    r = export({"source": pt(models["mlp_pt2"]), "inputs": MLP_INPUTS,
+                "targets": [{"name": "a", "format": "onnx", "optimization": {"autotune": {"modes": ["dynamic"]}}}]},
+               name="mlp")
+    assert r.rc == 0, r.stderr
+    assert [c["name"] for c in r.target("a")["autotune"]["candidates"]] == ["none+dynamic"]  # no attention
 
 
 def test_int4_weight_only(export, tiny):
@@ -88,6 +87,7 @@ def test_int4_weight_only(export, tiny):
     assert r.rc == 0, r.stderr
     t = r.target("int4")
     assert t["quantization"] == {"mode": "int4"} and t["fusion"]["mode"] == "none"
+    assert t["validation"]["outputs"][0]["top1Agreement"] == 1.0
     o = ops(r, "int4")
     # 2 blocks x (q, k, v, out, ffn1, ffn2); the embedding as a block-quantized Gather; left:
     # the two activation x activation MatMuls of each attention (Q.K^T, weights.V)
