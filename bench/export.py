@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -142,13 +143,20 @@ def train(model, x, y, epochs, lr, bs=64, seed=0):
 
 # ------------------------------------------------------------------------------------ measure
 def bench_latency(runners: dict, batch: np.ndarray, rounds: int, iters: int) -> dict:
-    """Interleaved rounds: each round times ``iters`` calls of every runner; medians in ms."""
+    """Interleaved rounds: each round times ``iters`` calls of every runner, in a seeded random
+    order; medians in ms."""
     for r in runners.values():
         for _ in range(3):
             r(batch)
     times = {k: [] for k in runners}
+    rng = random.Random(0)
     for _ in range(rounds):
-        for k, r in runners.items():
+        # a new order every round: torch's OpenMP workers spin for a while after a call, which
+        # slows whichever runner comes right after it, so that must not always be the same one
+        order = list(runners)
+        rng.shuffle(order)
+        for k in order:
+            r = runners[k]
             t = time.perf_counter()
             for _ in range(iters):
                 r(batch)

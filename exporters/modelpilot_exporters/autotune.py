@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 DEFAULT_MODES = ("none", "dynamic", "int4")
-ROUNDS = 5
+ROUNDS = 3
 MIN_ROUND_SECONDS = 0.02
 
 
