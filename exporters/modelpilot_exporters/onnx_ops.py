@@ -13,7 +13,7 @@
 * :func:`to_fp16` - ``onnxruntime.transformers.float16.convert_float_to_float16`` with
   ``keep_io_types`` (fp32 inputs/outputs with casts inside).
 * :func:`quantize_int4` - weight-only int4: ``MatMulNBitsQuantizer`` turns MatMuls with constant
-  weights into ``MatMulNBits`` and embedding Gathers into ``GatherBlockQuantized`` (symmetric,
+  weights (and Gemms, rewritten to MatMul + Add first) into ``MatMulNBits`` and embedding Gathers into ``GatherBlockQuantized`` (symmetric,
   blocks of 32, ``accuracy_level`` 4: int8 compute on the activations, which is what onnxruntime's
   x86 kernels run fastest).
 
@@ -276,16 +276,52 @@ def quantize_int4(src: Path, dst: Path, block_size: int = INT4_BLOCK) -> list[Pa
                                                                   MatMulNBitsQuantizer)
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(str(src))
+    _gemm_to_matmul(model)
     cfg = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4,
                                        op_types_to_quantize=("MatMul", "Gather"),
                                        quant_axes=(("MatMul", 0), ("Gather", 1)))
-    q = MatMulNBitsQuantizer(onnx.load(str(src)), algo_config=cfg)
+    q = MatMulNBitsQuantizer(model, algo_config=cfg)
     q.process()
     if not any(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in q.model.model.graph.node):
-        raise ExportError("int4 quantization found no MatMul with a constant weight (nor an embedding "
+        raise ExportError("int4 quantization found no MatMul or Gemm with a constant weight (nor an embedding "
                           "Gather) to quantize: int4 is weight-only and only pays on transformer-like "
                           "models; use dynamic or int8 for this one")
     return save(q.model.model, dst)
+
+
+def _gemm_to_matmul(model) -> int:
+    """Rewrite ``Gemm(A, B, C)`` with a constant B (alpha = beta = 1, A not transposed; what a 2-D
+    ``nn.Linear`` exports to) into ``MatMul(A, B') + C``, so that MatMulNBits covers it too. In
+    place; returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    n_done = 0
+    for k, n in enumerate(list(g.node)):
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type != "Gemm" or n.input[1] not in inits or attrs.get("transA", 0) \
+                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]])
+        w = np.ascontiguousarray(w.T if attrs.get("transB", 0) else w)
+        wname = f"{n.input[1]}_matmul"
+        g.initializer.append(numpy_helper.from_array(w, wname))
+        has_c = len(n.input) > 2 and n.input[2]
+        mm_out = f"{n.output[0]}_mm" if has_c else n.output[0]
+        new = [helper.make_node("MatMul", [n.input[0], wname], [mm_out], name=f"{n.name}_matmul")]
+        if has_c:
+            new.append(helper.make_node("Add", [mm_out, n.input[2]], [n.output[0]], name=f"{n.name}_add"))
+        idx = next(i for i, m in enumerate(g.node) if m.output[0] == n.output[0])
+        del g.node[idx]
+        for j, m in enumerate(new):
+            g.node.insert(idx + j, m)
+        n_done += 1
+    used = {i for m in g.node for i in m.input}
+    for t in [t for t in g.initializer if t.name not in used]:
+        g.initializer.remove(t)
+    return n_done
 
 
 def to_fp16(src: Path, dst: Path, keep_io_types: bool = True) -> list[Path]:

@@ -89,21 +89,31 @@ def test_int4_weight_only(export, tiny):
     assert t["quantization"] == {"mode": "int4"} and t["fusion"]["mode"] == "none"
     assert t["validation"]["outputs"][0]["top1Agreement"] == 1.0
     o = ops(r, "int4")
-    # 2 blocks x (q, k, v, out, ffn1, ffn2); the embedding as a block-quantized Gather; left:
-    # the two activation x activation MatMuls of each attention (Q.K^T, weights.V)
-    assert o["MatMulNBits"] == 12 and o["GatherBlockQuantized"] == 1 and o["MatMul"] == 4, o
+    # 2 blocks x (q, k, v, out, ffn1, ffn2) + the head (a Gemm, rewritten to MatMul first); the
+    # embedding as a block-quantized Gather; left: the two activation x activation MatMuls of
+    # each attention (Q.K^T, weights.V)
+    assert o["MatMulNBits"] == 13 and o["GatherBlockQuantized"] == 1 and o["MatMul"] == 4, o
+    assert o["Gemm"] == 0
     assert t["validation"]["passed"] and t["validation"]["criterion"].startswith("lossy (int4)")
     assert t["sizeBytes"] < r.target("fp32")["sizeBytes"]
     # the weights themselves: 4 bits plus one fp32 scale per block of 32 -> 6.4x smaller
     assert weight_bytes(r, "fp32") / weight_bytes(r, "int4") > 4.5
 
 
-def test_int4_without_weights_to_quantize_fails_clearly(export, models):
-    r = export({"source": pt(models["cnn_pt2"]),
+def test_int4_without_weights_to_quantize_fails_clearly(export, tmp_path):
+    import torch
+
+    import mp_export_models as mm
+
+    torch.manual_seed(5)
+    convs = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten()).eval()
+    src = mm.save_pt2(convs, (torch.randn(2, 1, 8, 8),), tmp_path / "convs.pt2")
+    r = export({"source": pt(src),
                 "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 1, 8, 8]}],
                 "targets": [{"name": "i4", "format": "onnx", "quantization": {"mode": "int4"}}]})
     assert r.rc == 1
-    assert "int4 quantization found no MatMul with a constant weight" in r.target("i4")["error"]
+    assert "int4 quantization found no MatMul or Gemm with a constant weight" in r.target("i4")["error"]
+    assert r.target("i4")["error"].startswith("spec.targets[0] (i4): int4 quantization")
 
 
 def test_autotune_keeps_the_fastest_candidate_within_budget(export, tiny):
