@@ -12,6 +12,17 @@ Models: a small CNN on scikit-learn's bundled digits dataset, and a small transf
 classifier on a synthetic keyword task. No downloads. The last line printed is one JSON object.
 
     python bench/export.py [--quick] [--markdown]
+
+``--compare`` instead runs modelpilot against the tools people use today, side by side in one run
+(same inputs, same 2 threads, interleaved rounds): torch eager fp32, modelpilot's autotuned
+artifact (and its int4 target), Microsoft Olive (``olive-ai``: ONNX Runtime transformer
+optimization + dynamic int8, its CPU int8 workflow that needs no dataset) and Hugging Face Optimum
+(``ORTOptimizer`` O3 + ``ORTQuantizer`` dynamic int8 for AVX512-VNNI), on the small transformer, a
+BERT-shaped encoder (``transformers.BertConfig``, 4 layers, hidden 256, 4 heads, sequence 128,
+random init, briefly trained on a synthetic keyword task) and the digits CNN. Needs the ``bench``
+extra (``pip install -e .[export,bench]``).
+
+    python bench/export.py --compare [--quick] [--markdown]
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -98,17 +110,17 @@ def digits_data(seed=0):
                             stratify=d.target)
 
 
-def text_data(n, seq=32, vocab=200, classes=4, seed=0):
-    """Class c has keywords 10c+1..10c+5; each sequence holds 3 of its class's keywords and 1
+def text_data(n, seq=32, vocab=200, classes=4, seed=0, k=3):
+    """Class c has keywords 10c+1..10c+5; each sequence holds ``k`` of its class's keywords and 1
     distractor from another class, in random filler tokens 50..vocab-1."""
     rng = np.random.default_rng(seed)
     x = rng.integers(50, vocab, (n, seq))
     y = rng.integers(0, classes, n)
     for i in range(n):
-        pos = rng.choice(seq, 4, replace=False)
-        x[i, pos[:3]] = 10 * y[i] + rng.integers(1, 6, 3)
+        pos = rng.choice(seq, k + 1, replace=False)
+        x[i, pos[:k]] = 10 * y[i] + rng.integers(1, 6, k)
         other = (y[i] + rng.integers(1, classes)) % classes
-        x[i, pos[3]] = 10 * other + rng.integers(1, 6)
+        x[i, pos[k]] = 10 * other + rng.integers(1, 6)
     return x.astype(np.int64), y.astype(np.int64)
 
 
@@ -131,13 +143,20 @@ def train(model, x, y, epochs, lr, bs=64, seed=0):
 
 # ------------------------------------------------------------------------------------ measure
 def bench_latency(runners: dict, batch: np.ndarray, rounds: int, iters: int) -> dict:
-    """Interleaved rounds: each round times ``iters`` calls of every runner; medians in ms."""
+    """Interleaved rounds: each round times ``iters`` calls of every runner, in a seeded random
+    order; medians in ms."""
     for r in runners.values():
         for _ in range(3):
             r(batch)
     times = {k: [] for k in runners}
+    rng = random.Random(0)
     for _ in range(rounds):
-        for k, r in runners.items():
+        # a new order every round: torch's OpenMP workers spin for a while after a call, which
+        # slows whichever runner comes right after it, so that must not always be the same one
+        order = list(runners)
+        rng.shuffle(order)
+        for k in order:
+            r = runners[k]
             t = time.perf_counter()
             for _ in range(iters):
                 r(batch)
@@ -158,6 +177,8 @@ def torch_runner(model):
 
 
 def ort_runner(path):
+    """The first input gets the batch; any other input (Optimum's BERT export adds attention_mask
+    and token_type_ids) gets all ones for a mask, zeros otherwise."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -166,8 +187,14 @@ def ort_runner(path):
     # no spin-waiting after a run: spinning threads would steal the 2 cores from the next runner
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
-    return lambda x: s.run(None, {name: x})[0]
+    names = [i.name for i in s.get_inputs()]
+
+    def run(x):
+        feed = {names[0]: x}
+        for n in names[1:]:
+            feed[n] = np.ones_like(x) if "mask" in n else np.zeros_like(x)
+        return s.run(None, feed)[0]
+    return run
 
 
 def export_side_by_side(model, example, input_spec, pt2, workdir: Path, reps: int) -> dict:
@@ -208,8 +235,8 @@ def export_side_by_side(model, example, input_spec, pt2, workdir: Path, reps: in
             "lastPipelineStages": stages}
 
 
-def run_model(name, model, xtr, xte, yte, input_spec, workdir: Path, args) -> dict:
-    print(f"[bench] {name}: exporting", file=sys.stderr, flush=True)
+def prepare(name, model, xtr, xte, input_spec, workdir: Path):
+    """The model's work dir, an example batch, its .pt2 and the calibration / validation .npz."""
     d = workdir / name
     d.mkdir(parents=True, exist_ok=True)
     example = (torch.from_numpy(xte[:2]),)
@@ -218,6 +245,12 @@ def run_model(name, model, xtr, xte, yte, input_spec, workdir: Path, args) -> di
     torch.export.save(ep, str(pt2))
     np.savez(d / "cal.npz", **{input_spec["name"]: xtr[:128]})
     np.savez(d / "val.npz", **{input_spec["name"]: xte[:64]})
+    return d, example, pt2
+
+
+def run_model(name, model, xtr, xte, yte, input_spec, workdir: Path, args) -> dict:
+    print(f"[bench] {name}: exporting", file=sys.stderr, flush=True)
+    d, example, pt2 = prepare(name, model, xtr, xte, input_spec, workdir)
     side = export_side_by_side(model, example, input_spec, pt2, d, args.reps)
     cal = {"uri": f"file://{d}/cal.npz", "samples": 128}
     targets = [{"name": "fp32", "format": "onnx"},
@@ -271,6 +304,205 @@ def run_model(name, model, xtr, xte, yte, input_spec, workdir: Path, args) -> di
             "phase": res.phase, "message": res.message}
 
 
+# ------------------------------------------------------------------------ --compare (Olive, Optimum)
+class HFClassifier(torch.nn.Module):
+    """BertForSequenceClassification with input_ids only (attention mask all ones)."""
+
+    def __init__(self, bert):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, ids):
+        return self.bert(input_ids=ids).logits
+
+
+def make_bert(vocab=1000, seq=128):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=vocab, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=1024, max_position_embeddings=seq, num_labels=4,
+                     attn_implementation="sdpa")
+    torch.manual_seed(0)
+    return BertForSequenceClassification(cfg)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def modelpilot_exports(d: Path, pt2: Path, input_spec: dict, int4: bool) -> tuple[dict, dict]:
+    """Two pipeline runs, timed: a single dynamic-int8 target, then autotune (+ int4 when asked).
+    Returns (artifact paths, seconds)."""
+    common = {"source": {"uri": f"file://{pt2}", "format": "pytorch"}, "inputs": [input_spec],
+              "validation": {"samplesUri": f"file://{d}/val.npz", "samples": 64}}
+    single = mspec.parse({**common, "targets": [{"name": "dyn", "format": "onnx", "quantization": {"mode": "dynamic"}}],
+                          "output": {"uri": f"file://{d}/mp-single"}})
+    res1, single_s = timed(lambda: pipeline.run(single, Progress(quiet=True)))
+    targets = [{"name": "best", "format": "onnx",
+                "quantization": {"calibration": {"uri": f"file://{d}/cal.npz", "samples": 128}},
+                "optimization": {"autotune": {"batchSizes": [1, 32], "maxAccuracyDrop": 0.01}}}]
+    auto = mspec.parse({**common, "targets": targets, "output": {"uri": f"file://{d}/mp-auto"}})
+    res2, auto_s = timed(lambda: pipeline.run(auto, Progress(quiet=True)))
+    for r in (res1, res2):
+        assert r.phase == "Succeeded", r.message
+    paths = {"modelpilot-best": d / "mp-auto" / "best" / "model.onnx"}
+    extra = {"autotune": res2.manifest["targets"][0]["autotune"], "fusion": res2.manifest["targets"][0]["fusion"],
+             "singleFusion": res1.manifest["targets"][0]["fusion"]}
+    secs = {"modelpilot-best": auto_s, "modelpilot-single-dynamic": single_s}
+    if int4:
+        i4 = mspec.parse({**common, "targets": [{"name": "int4", "format": "onnx", "quantization": {"mode": "int4"}}],
+                          "output": {"uri": f"file://{d}/mp-int4"}})
+        res3, secs["modelpilot-int4"] = timed(lambda: pipeline.run(i4, Progress(quiet=True)))
+        assert res3.phase == "Succeeded", res3.message
+        paths["modelpilot-int4"] = d / "mp-int4" / "int4" / "model.onnx"
+    return paths, secs, extra
+
+
+def bare_onnx(model, example, input_name: str, path: Path) -> None:
+    prog = torch.onnx.export(model, example, None, dynamo=True, dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
+                             input_names=[input_name], external_data=False)
+    prog.save(str(path), external_data=False)
+
+
+def olive_export(model, example, input_name: str, d: Path, heads: int | None, hidden: int | None) -> Path:
+    """Olive's CPU int8 workflow on the dynamo ONNX export: OrtTransformersOptimization (bert) for
+    transformers, then OnnxDynamicQuantization. (``olive optimize --precision int8`` runs static
+    quantization on a Hugging Face dataset, which these models do not have.)"""
+    from olive.workflows import run as olive_run
+
+    src = d / "olive-in.onnx"
+    bare_onnx(model, example, input_name, src)
+    passes = {}
+    if heads:
+        passes["fuse"] = {"type": "OrtTransformersOptimization", "model_type": "bert", "num_heads": heads,
+                          "hidden_size": hidden, "opt_level": 0}
+    passes["quant"] = {"type": "OnnxDynamicQuantization", "weight_type": "QInt8"}
+    olive_run({"input_model": {"type": "ONNXModel", "model_path": str(src)},
+               "systems": {"local": {"type": "LocalSystem", "accelerators": [
+                   {"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]}},
+               "passes": passes, "host": "local", "target": "local", "output_dir": str(d / "olive"),
+               "cache_dir": str(d / "olive-cache"), "log_severity_level": 3, "evaluate_input_model": False})
+    return d / "olive" / "model.onnx"
+
+
+def optimum_export(hf_model, d: Path, fallback_onnx: Path | None) -> tuple[Path, str]:
+    """Optimum: export the transformers model, ORTOptimizer O3, ORTQuantizer dynamic int8
+    (avx512_vnni, per-channel as its default). Models that are not transformers models: only the
+    quantizer, on the same dynamo ONNX export the others get (O3 needs a transformers config)."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
+
+    qcfg = AutoQuantizationConfig.avx512_vnni(is_static=False)
+    if hf_model is None:
+        ORTQuantizer.from_pretrained(fallback_onnx.parent, file_name=fallback_onnx.name).quantize(
+            save_dir=d / "optimum", quantization_config=qcfg)
+        return d / "optimum" / (fallback_onnx.stem + "_quantized.onnx"), "ORTQuantizer dynamic (no O3: not a transformers model)"
+    hf_dir = d / "hf"
+    hf_model.save_pretrained(hf_dir)
+    ort_model = ORTModelForSequenceClassification.from_pretrained(hf_dir, export=True)
+    ORTOptimizer.from_pretrained(ort_model).optimize(save_dir=d / "optimum-o3",
+                                                     optimization_config=AutoOptimizationConfig.O3())
+    ORTQuantizer.from_pretrained(d / "optimum-o3", file_name="model_optimized.onnx").quantize(
+        save_dir=d / "optimum", quantization_config=qcfg)
+    return d / "optimum" / "model_optimized_quantized.onnx", "ORTOptimizer O3 + ORTQuantizer dynamic"
+
+
+def compare_model(name, model, hf_model, xtr, xte, yte, input_spec, work: Path, args, heads=None, hidden=None):
+    print(f"[bench] {name}: exporting (modelpilot, Olive, Optimum)", file=sys.stderr, flush=True)
+    d, example, pt2 = prepare(name, model, xtr, xte, input_spec, work)
+    paths, secs, mp_extra = modelpilot_exports(d, pt2, input_spec, int4=heads is not None)
+    notes = {}
+    try:
+        paths["olive"], secs["olive"] = timed(lambda: olive_export(model, example, input_spec["name"], d, heads, hidden))
+    except Exception as e:  # noqa: BLE001 - a tool that cannot do a model is a result, not a crash
+        notes["olive"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+    try:
+        fallback = d / "optimum-in" / "model.onnx"
+        if hf_model is None:
+            fallback.parent.mkdir(exist_ok=True)
+            bare_onnx(model, example, input_spec["name"], fallback)
+        (paths["optimum"], notes["optimum"]), secs["optimum"] = timed(lambda: optimum_export(hf_model, d, fallback))
+    except Exception as e:  # noqa: BLE001
+        notes["optimum"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+    runners = {"torch-eager-fp32": torch_runner(model)}
+    sizes = {"torch-eager-fp32": pt2.stat().st_size}
+    for k, p in paths.items():
+        runners[k] = ort_runner(p)
+        sizes[k] = p.stat().st_size + sum(f.stat().st_size for f in p.parent.glob(p.name + ".data"))
+    print(f"[bench] {name}: measuring", file=sys.stderr, flush=True)
+    acc = {k: accuracy(r, xte, yte) for k, r in runners.items()}
+    lat = {}
+    for b in (1, 32):
+        xb = np.ascontiguousarray(xte[:b])
+        lat[b], _ = bench_latency(runners, xb, rounds=args.rounds, iters=args.iters if b == 1 else max(args.iters // 8, 2))
+    base = "torch-eager-fp32"
+    rows = {k: {"accuracy": round(acc[k], 4), "accuracyDropPoints": round((acc[base] - acc[k]) * 100, 2),
+                "sizeBytes": sizes[k], "latencyMsB1": round(lat[1][k], 4), "latencyMsB32": round(lat[32][k], 4),
+                "speedupB1": round(lat[1][base] / lat[1][k], 3), "speedupB32": round(lat[32][base] / lat[32][k], 3),
+                "exportSeconds": round(secs[k], 2) if k in secs else None} for k in runners}
+    return {"rows": rows, "notes": notes, "modelpilot": mp_extra,
+            "autotuneVsSingleExport": round(secs["modelpilot-best"] / secs["modelpilot-single-dynamic"], 3),
+            "singleExportSeconds": round(secs["modelpilot-single-dynamic"], 2)}
+
+
+def compare(args, work: Path) -> dict:
+    out = {}
+    x, y = text_data(4000 if not args.quick else 1200)
+    cut = 3000 if not args.quick else 900
+    print("[bench] training text transformer", file=sys.stderr, flush=True)
+    tr = train(TextTransformer(), x[:cut], y[:cut], epochs=1 if args.quick else 4, lr=1e-3)
+    out["text-transformer"] = compare_model("text-transformer", tr, None, x[:cut], x[cut:], y[cut:],
+                                            {"name": "ids", "dtype": "int64", "shape": [-1, 32]}, work, args,
+                                            heads=4, hidden=128)
+    # 20 steps of 32 at sequence 128: enough to learn the keywords, short enough for a 2-core VM
+    xb, yb = text_data(960 if not args.quick else 480, seq=128, vocab=1000, k=12)
+    cut = 640 if not args.quick else 320
+    print("[bench] training BERT-shaped encoder", file=sys.stderr, flush=True)
+    bert = make_bert()
+    clf = train(HFClassifier(bert), xb[:cut], yb[:cut], epochs=1, lr=1e-3, bs=32)
+    out["bert-encoder"] = compare_model("bert-encoder", clf, bert.eval(), xb[:cut], xb[cut:], yb[cut:],
+                                        {"name": "ids", "dtype": "int64", "shape": [-1, 128]}, work, args,
+                                        heads=4, hidden=256)
+    xtr, xte, ytr, yte = digits_data()
+    print("[bench] training digits CNN", file=sys.stderr, flush=True)
+    cnn = train(DigitsCNN(), xtr, ytr, epochs=3 if args.quick else 12, lr=3e-3)
+    out["digits-cnn"] = compare_model("digits-cnn", cnn, None, xtr, xte, yte,
+                                      {"name": "image", "dtype": "float32", "shape": [-1, 1, 8, 8]}, work, args)
+    return out
+
+
+def compare_markdown(results: dict) -> str:
+    out = []
+    for name, r in results["compare"].items():
+        out.append(f"**{name}**\n")
+        out.append("| artifact | accuracy | drop (pts) | size (KiB) | p50 ms b=1 | p50 ms b=32 | speedup b=1 | speedup b=32 | export s |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for k, row in r["rows"].items():
+            ex = "" if row["exportSeconds"] is None else f"{row['exportSeconds']:.1f}"
+            out.append(f"| {k} | {row['accuracy']:.4f} | {row['accuracyDropPoints']:.2f} | {row['sizeBytes'] / 1024:.1f} | "
+                       f"{row['latencyMsB1']:.3f} | {row['latencyMsB32']:.3f} | {row['speedupB1']:.2f}x | "
+                       f"{row['speedupB32']:.2f}x | {ex} |")
+        a = r["modelpilot"]["autotune"]
+        out.append("")
+        out.append(f"modelpilot autotune chose **{a['chosen']}**; fused: {json.dumps(r['modelpilot']['fusion'].get('fused', {}))}; "
+                   f"autotune export {r['rows']['modelpilot-best']['exportSeconds']:.1f} s = "
+                   f"{r['autotuneVsSingleExport']:.2f}x a single dynamic-int8 target ({r['singleExportSeconds']:.1f} s). "
+                   + "; ".join(f"{k}: {v}" for k, v in r["notes"].items()) + "\n")
+        out.append("| candidate | size (KiB) | ms b=1 | ms b=32 | accuracy drop vs source | within budget |")
+        out.append("|---|---:|---:|---:|---:|---|")
+        for c in a["candidates"]:
+            if "error" in c:
+                out.append(f"| {c['name']} | | | | error: {c['error']} | |")
+                continue
+            drop = c.get("accuracyDrop", c.get("relL2Error"))
+            out.append(f"| {c['name']} | {c['sizeBytes'] / 1024:.1f} | {c['latencyMs'][0]:.3f} | {c['latencyMs'][1]:.3f} | "
+                       f"{drop:.4f} | {'yes' if c['withinBudget'] else 'no'} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def markdown(results: dict) -> str:
     out = []
     for name, r in results["models"].items():
@@ -299,9 +531,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--compare", action="store_true",
+                    help="modelpilot vs Olive vs Optimum vs torch eager (needs the bench extra)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.iters, args.reps = 3, 8, 1
+    if args.compare:
+        return main_compare(args)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     results = {"bench": "export", "threads": THREADS, "reps": args.reps, "rounds": args.rounds,
@@ -353,6 +589,24 @@ def main() -> int:
     results["loadAverage"] = [round(x, 2) for x in os.getloadavg()]
     if args.markdown:
         print(markdown(results))
+    print(json.dumps(results, separators=(",", ":")))
+    return 0
+
+
+def main_compare(args) -> int:
+    import contextlib
+    from importlib import metadata
+
+    t0 = time.perf_counter()
+    results = {"bench": "export-compare", "threads": THREADS, "rounds": args.rounds,
+               "versions": {p: metadata.version(p) for p in ("torch", "onnxruntime", "onnx", "onnxscript",
+                                                              "olive-ai", "optimum", "optimum-onnx", "transformers")}}
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as td, contextlib.redirect_stdout(sys.stderr):
+        results["compare"] = compare(args, Path(td))
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    results["loadAverage"] = [round(x, 2) for x in os.getloadavg()]
+    if args.markdown:
+        print(compare_markdown(results))
     print(json.dumps(results, separators=(",", ":")))
     return 0
 

@@ -17,6 +17,12 @@ manifest.json (written to ``<output.uri>/manifest.json``, also when the export f
         "files": [{"path": "<target>/model.onnx", "sha256", "sizeBytes"}],   # relative to output.uri
         "zlibSizeBytes",           # how small the main file compresses (shows what pruning bought)
         "opset", "quantization": {...}, "optimization": "none|basic|extended|all",
+        "fusion": {"mode": "none|transformer", "reason", "fused": {"Attention": 4, ...},  # onnx
+                   "left": {"Softmax": 0, ...}, "rules": {...}, "ortOptimizer": {...}},
+        "autotune": {"batchSizes", "maxAccuracyDrop", "maxRelL2Error",
+                     "chosen": "transformer+dynamic",
+                     "candidates": [{"name", "fusion", "mode", "sizeBytes", "latencyMs": [...],
+                                     "accuracyDrop"?, "relL2Error"?, "withinBudget", "error"?}]},
         "pruning": {...},          # sparsity achieved etc., only with spec pruning
         "signature": {"inputs": [{"name", "dtype", "shape"}], "outputs": [...]},  # -1 = dynamic
         "validation": {"passed", "criterion", "samples", "batchedRun", "maxAbsError",
@@ -32,11 +38,16 @@ Termination message (compact JSON, < 4096 bytes; fields are dropped, never the J
 
     {"phase": "Succeeded"|"Failed", "message": "...", "manifestUri": "...",
      "artifacts": [{"name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs",
-                    "validated"}],
+                    "validated", "autotune"?: {"chosen", "batchSizes",
+                                               "candidates": [{"name", "latencyMs", "sizeBytes",
+                                                               "accuracyDrop"?, "relL2Error"?,
+                                                               "withinBudget"}]}}],
      "failed": [{"name", "error"}]}
 
 ``artifacts`` lists the targets that succeeded; ``failed`` the ones that did not. ``validated`` is
-false only for a target kept by ``warnOnly`` although it missed its criterion.
+false only for a target kept by ``warnOnly`` although it missed its criterion. ``autotune`` (for
+autotuned targets) is the choice and the candidate table; the table is the first thing dropped
+when the message is too long.
 """
 
 from __future__ import annotations
@@ -123,6 +134,8 @@ def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
                          "sourceLatencyMs": v.get("sourceLatencyMsP50"),
                          "top1Agreement": _top1(v),
                          "validated": bool(v.get("passed"))})
+            if t.get("autotune", {}).get("chosen"):
+                arts[-1]["autotune"] = _autotune_summary(t["autotune"])
         else:
             failed.append({"name": t["name"], "error": t.get("error", "")})
     msg: dict[str, Any] = {"phase": manifest.get("phase"), "message": manifest.get("message", "")}
@@ -138,7 +151,10 @@ def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
     s = enc(msg)
     if len(s.encode()) <= limit:
         return s
-    # shrink: errors of failed targets, then the message, then drop trailing artifacts
+    # shrink: the autotune tables (the choice stays), errors of failed targets, the message,
+    # then trailing artifacts
+    for a in arts:
+        a.get("autotune", {}).pop("candidates", None)
     for f in msg.get("failed", []):
         f["error"] = f["error"][:120]
     msg["message"] = msg["message"][:400]
@@ -154,6 +170,12 @@ def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
         msg["message"] = msg["message"][:100]
         s = enc(msg)
     return s
+
+
+def _autotune_summary(at: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "latencyMs", "sizeBytes", "accuracyDrop", "relL2Error", "withinBudget")
+    return {"chosen": at["chosen"], "batchSizes": at["batchSizes"],
+            "candidates": [{k: c[k] for k in keys if k in c} for c in at["candidates"] if "error" not in c]}
 
 
 def write_termination_message(text: str) -> str | None:

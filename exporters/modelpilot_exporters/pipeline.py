@@ -7,8 +7,11 @@ Failed if any target failed. Layout of the output::
     <output.uri>/<target name>/model.onnx | model.pt2 | model.pt (TorchScript) | model.tflite
     <output.uri>/<target name>/            (the SavedModel itself, for savedmodel)
 
-ONNX targets are built in this order: export (or copy) fp32 -> quantization (dynamic / int8 QDQ /
-fp16) -> graph optimization at the chosen level, saved offline.
+ONNX targets are built in this order: export (or copy) fp32 -> transformer fusion (when the graph
+has attention, see fusion.py) -> quantization (dynamic / int8 QDQ / int4 weight-only / fp16) ->
+graph optimization at the chosen level, saved offline. With ``optimization.autotune`` the steps
+after the export run once per candidate and the fastest one within the budget is kept
+(autotune.py).
 """
 
 from __future__ import annotations
@@ -260,12 +263,35 @@ def _calibration(ctx: _Ctx, t: Target) -> list[dict]:
     return make_samples(ctx.spec.inputs, cal.samples, seed=SEED + 7)
 
 
-def _onnx_chain(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[str]) -> list[Path]:
-    """Quantize then optimize ``fp32`` into ``final``; returns the files of ``final``."""
+def resolve_fusion(t: Target, fp32: Path) -> tuple[str, str]:
+    """(fusion to run, why) for an onnx target. ``auto`` does not fuse a fixed target: measured on
+    the benchmark's models (CPU time, onnxruntime 1.32), the fused graphs ran int8 slower than the
+    unfused ones, which onnxruntime fuses itself at session time (DynamicQuantizeMatMul, its own
+    LayerNorm/GELU fusions). Fusion is an autotune candidate instead, kept where it measures
+    faster; ``transformer`` forces it."""
+    if t.fusion == "transformer":
+        return "transformer", "spec"
+    return "none", "spec" if t.fusion == "none" else "auto: fusion is only tried by autotune"
+
+
+def _onnx_chain(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[str],
+                extra: dict | None = None) -> list[Path]:
+    """Fuse, quantize then optimize ``fp32`` into ``final``; returns the files of ``final``.
+    The fusion record goes to ``extra["fusion"]``."""
     from . import onnx_ops
 
     steps = []
     q = t.quantization
+    fusion, why = resolve_fusion(t, fp32)
+    record: dict[str, Any] = {"mode": fusion, "reason": why}
+    if extra is not None:
+        extra["fusion"] = record
+    if fusion == "transformer":
+        from .fusion import fuse_transformer
+
+        def fuse(s, d):
+            record.update(fuse_transformer(s, d))
+        steps.append(("transformer fusion", fuse))
     # Quantize first, then optimize. The other order was measured worse: extended/all fuse Gemm
     # into onnxruntime contrib ops (FusedGemm) that the quantizers skip, leaving the model fp32.
     if q.mode == "dynamic":
@@ -274,6 +300,8 @@ def _onnx_chain(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[st
         cal = _calibration(ctx, t)
         steps.append(("quantize static int8 (QDQ)",
                       lambda s, d: onnx_ops.quantize_static(s, d, cal, q.per_channel)))
+    elif q.mode == "int4":
+        steps.append(("quantize weight-only int4 (MatMulNBits)", onnx_ops.quantize_int4))
     elif q.mode == "fp16":
         steps.append(("convert to fp16", lambda s, d: onnx_ops.to_fp16(s, d, q.keep_io_types)))
     if t.optimization != "none":
@@ -284,12 +312,12 @@ def _onnx_chain(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[st
             files = onnx_ops.model_files(fp32)
             final.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(fp32, final)
-            for extra in files[1:]:
-                shutil.copyfile(extra, final.parent / extra.name)
+            for extra_file in files[1:]:
+                shutil.copyfile(extra_file, final.parent / extra_file.name)
         return onnx_ops.model_files(final)
     cur = fp32
     for k, (label, fn) in enumerate(steps):
-        dst = final if k == len(steps) - 1 else ctx.work / f"t{t.index}-step{k}.onnx"
+        dst = final if k == len(steps) - 1 else ctx.work / f"t{t.index}-{final.parent.name}-step{k}.onnx"
         with ctx.p.stage(f"{t.name}: {label}"):
             try:
                 fn(cur, dst)
@@ -308,6 +336,86 @@ def _onnx_chain(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[st
     return onnx_ops.model_files(final)
 
 
+def _onnx_build(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[str], extra: dict) -> None:
+    if t.autotune is None:
+        _onnx_chain(ctx, t, fp32, final, warnings, extra)
+    else:
+        _onnx_autotune(ctx, t, fp32, final, warnings, extra)
+
+
+def _onnx_autotune(ctx: _Ctx, t: Target, fp32: Path, final: Path, warnings: list[str], extra: dict) -> None:
+    """Build every candidate, measure accuracy and latency, copy the winner to ``final``."""
+    import dataclasses
+
+    import onnx
+
+    from . import autotune as at
+    from . import onnx_ops
+    from .fusion import has_attention
+
+    a = t.autotune
+    spec = ctx.spec
+    if max(a.batch_sizes) > 1 and not batch_dynamic(spec.inputs):
+        raise SpecError(f"{t.path}.optimization.autotune.batchSizes",
+                        "batch sizes above 1 need a dynamic (-1) first dimension on every spec.inputs entry")
+    attention = has_attention(onnx.load(str(fp32), load_external_data=False))
+    cal = t.quantization.calibration
+    fusions = a.fusions or ((t.fusion,) if t.fusion != "auto" else ())
+    cands = at.candidates(a.modes, fusions, attention, bool(cal and (cal.uri or cal.synthetic)))
+    ref_runner, ref = _reference(ctx)
+    fused: dict[str, Path] = {"none": fp32}
+    runners: dict[str, Any] = {}
+    records: dict[str, dict] = {}
+    for c in cands:
+        t0 = time.perf_counter()
+        try:
+            if c.fusion not in fused:
+                dst = ctx.work / f"t{t.index}-fused.onnx"
+                rec = {}
+                _onnx_chain(ctx, dataclasses.replace(t, fusion=c.fusion, optimization="none",
+                                                     autotune=None), fp32, dst, warnings, rec)
+                fused[c.fusion], records[c.fusion] = dst, {**rec["fusion"], "reason": "autotune"}
+            ct = dataclasses.replace(t, fusion="none", autotune=None,
+                                     quantization=dataclasses.replace(t.quantization, mode=c.mode))
+            path = ctx.work / f"t{t.index}-{c.name}" / "model.onnx"
+            c.size_bytes = onnx_ops.file_size(_onnx_chain(ctx, ct, fused[c.fusion], path, warnings))
+            runner = onnx_ops.OrtRunner(path, ctx.output_names, spinning=False)
+            rep = validate(ref_runner, runner, ctx.samples, ctx.output_names, mode=c.mode,
+                           batched=False, source_outputs=ref)
+            at.judge(c, rep.outputs, a.max_accuracy_drop, a.max_rel_l2_error)
+            runners[c.name] = runner
+        except ExporterError as e:
+            c.error = one_line(e.message, 200)
+        c.build_seconds = time.perf_counter() - t0
+    feeds = {b: at.batch_of(ctx.samples, b) for b in a.batch_sizes}
+    with ctx.p.stage(f"{t.name}: autotune: latency of {len(runners)} candidate(s) at batch "
+                     f"{', '.join(map(str, a.batch_sizes))}"):
+        lat = at.interleaved_latency(runners, feeds)
+    for c in cands:
+        c.latency_ms = lat.get(c.name, {})
+    best = at.choose(cands)
+    table = {"batchSizes": list(a.batch_sizes), "maxAccuracyDrop": a.max_accuracy_drop,
+             "maxRelL2Error": a.max_rel_l2_error,
+             "candidates": [c.to_json(a.batch_sizes) for c in cands]}
+    extra["autotune"] = table
+    if best is None:
+        raise ExportError(f"{t.path}.optimization.autotune: no candidate within the accuracy budget "
+                          f"(maxAccuracyDrop {a.max_accuracy_drop}, maxRelL2Error {a.max_rel_l2_error}; "
+                          f"see manifest.json targets[].autotune); raise the budget or list other modes")
+    table["chosen"] = best.name
+    src = ctx.work / f"t{t.index}-{best.name}" / "model.onnx"
+    files = onnx_ops.model_files(src)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, final)
+    for f in files[1:]:
+        shutil.copyfile(f, final.parent / f.name)
+    extra["fusion"] = records.get(best.fusion, {"mode": "none", "reason": "autotune"})
+    extra["quantization"] = {"mode": best.mode}
+    if best.mode in ("dynamic", "int8"):
+        extra["quantization"]["perChannel"] = t.quantization.per_channel
+    ctx.p.log(f"{t.name}: autotune chose {best.name}")
+
+
 def _run_target(ctx: _Ctx, t: Target, out_root: Path) -> dict:
     spec = ctx.spec
     entry: dict[str, Any] = {"name": t.name, "format": t.format, "phase": "Running",
@@ -319,6 +427,7 @@ def _run_target(ctx: _Ctx, t: Target, out_root: Path) -> dict:
     if t.format == "onnx":
         entry["optimization"] = t.optimization
     warnings: list[str] = []
+    partial: dict[str, Any] = {}
     tdir = out_root / t.name
     try:
         if tdir.exists():
@@ -326,13 +435,13 @@ def _run_target(ctx: _Ctx, t: Target, out_root: Path) -> dict:
         tdir.mkdir(parents=True)
         t_exp = time.perf_counter()
         with ctx.p.stage(f"{t.name}: export {spec.source.format} -> {t.format}"):
-            main, runner, ref_runner, ref, signature, extra = _produce(ctx, t, tdir, warnings)
+            main, runner, ref_runner, ref, signature, extra = _produce(ctx, t, tdir, warnings, partial)
         entry.update(extra)
         entry["seconds"] = {"export": round(time.perf_counter() - t_exp, 3)}
         t_val = time.perf_counter()
         with ctx.p.stage(f"{t.name}: validate on {len(ctx.samples)} sample(s)"):
             rep = validate(ref_runner, runner, ctx.samples, ctx.output_names,
-                           mode=t.quantization.mode, atol=spec.validation.atol,
+                           mode=entry["quantization"]["mode"], atol=spec.validation.atol,
                            rtol=spec.validation.rtol, batched=batch_dynamic(spec.inputs),
                            source_outputs=ref)
         entry["seconds"]["validate"] = round(time.perf_counter() - t_val, 3)
@@ -384,18 +493,20 @@ def _run_target(ctx: _Ctx, t: Target, out_root: Path) -> dict:
                           f"{type(e).__name__}: {first}")
         entry["phase"], entry["error"], entry["_exc"] = "Failed", err.message, err
         ctx.p.log(f"{t.name}: FAILED: {err.message}")
+    if entry["phase"] == "Failed" and "autotune" in partial:
+        entry["autotune"] = partial["autotune"]
     if warnings:
         entry["warnings"] = warnings
     return entry
 
 
-def _produce(ctx: _Ctx, t: Target, tdir: Path, warnings: list[str]):
+def _produce(ctx: _Ctx, t: Target, tdir: Path, warnings: list[str], extra: dict[str, Any]):
     """Build the artifact. Returns (main path, artifact runner, reference runner, reference
-    outputs or None, IO signature, extra manifest fields)."""
+    outputs or None, IO signature, extra manifest fields). ``extra`` is filled as it goes, so that
+    a failed target still reports what was measured (the autotune table)."""
     from . import onnx_ops
 
     spec = ctx.spec
-    extra: dict[str, Any] = {}
     ref_runner, ref = _reference(ctx)
     if spec.source.format == "pytorch":
         from . import pytorch
@@ -422,7 +533,7 @@ def _produce(ctx: _Ctx, t: Target, tdir: Path, warnings: list[str]):
             with ctx.p.stage(f"{t.name}: torch.onnx.export"):
                 pytorch.to_onnx(tm, spec.inputs, fp32, t.opset)
             main = tdir / "model.onnx"
-            _onnx_chain(ctx, t, fp32, main, warnings)
+            _onnx_build(ctx, t, fp32, main, warnings, extra)
             runner = onnx_ops.OrtRunner(main, ctx.output_names)
             extra["opset"] = onnx_ops.opset_of(main)
             return main, runner, ref_runner, ref, onnx_ops.io_signature(main), extra
@@ -459,17 +570,18 @@ def _produce(ctx: _Ctx, t: Target, tdir: Path, warnings: list[str]):
         with ctx.p.stage(f"{t.name}: tf2onnx"):
             tfm.to_onnx(src, t, fp32)
         main = tdir / "model.onnx"
-        _onnx_chain(ctx, t, fp32, main, warnings)
+        _onnx_build(ctx, t, fp32, main, warnings, extra)
         extra["opset"] = onnx_ops.opset_of(main)
         return main, onnx_ops.OrtRunner(main, ctx.output_names), ref_runner, ref, \
             onnx_ops.io_signature(main), extra
     # onnx source
     main = tdir / "model.onnx"
-    _onnx_chain(ctx, t, ctx.onnx_source, main, warnings)
+    _onnx_build(ctx, t, ctx.onnx_source, main, warnings, extra)
     extra["opset"] = onnx_ops.opset_of(main)
     return main, onnx_ops.OrtRunner(main, ctx.output_names), ref_runner, ref, \
         onnx_ops.io_signature(main), extra
 
 
 def _onnx_steps(t: Target) -> bool:
-    return t.quantization.mode != "none" or t.optimization != "none"
+    return (t.quantization.mode != "none" or t.optimization != "none" or t.fusion == "transformer"
+            or t.autotune is not None)

@@ -19,8 +19,10 @@ SOURCE_FORMATS = ("pytorch", "tensorflow", "onnx")
 TARGET_FORMATS = ("onnx", "torchscript", "pt2", "savedmodel", "tflite")
 LOADERS = ("exportedProgram", "torchscript", "stateDict")
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
-QUANT_MODES = ("none", "dynamic", "int8", "fp16")
+QUANT_MODES = ("none", "dynamic", "int8", "fp16", "int4")
 OPT_LEVELS = ("none", "basic", "extended", "all")
+FUSIONS = ("auto", "transformer", "none")
+AUTOTUNE_FUSIONS = ("none", "transformer")
 PRUNE_METHODS = ("unstructured", "structured")
 URI_SCHEMES = ("file://", "pvc://", "http://", "https://", "s3://", "gs://")
 
@@ -81,6 +83,17 @@ class Pruning:
 
 
 @dataclass(frozen=True)
+class Autotune:
+    """``optimization.autotune``: candidates and the accuracy budget. ``modes``/``fusions`` empty
+    means the defaults, resolved by the exporter once it knows the graph (see autotune.py)."""
+    modes: tuple[str, ...] = ()
+    fusions: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = (1,)
+    max_accuracy_drop: float = 0.01
+    max_rel_l2_error: float = 0.05
+
+
+@dataclass(frozen=True)
 class Target:
     index: int
     name: str
@@ -89,6 +102,8 @@ class Target:
     quantization: Quantization = field(default_factory=Quantization)
     optimization: str = "none"
     pruning: Pruning | None = None
+    fusion: str = "auto"
+    autotune: Autotune | None = None
 
     @property
     def path(self) -> str:
@@ -312,6 +327,9 @@ def _parse_target(t: Any, i: int, source_format: str) -> Target:
     if mode != "none" and fmt not in ("onnx", "tflite"):
         raise SpecError(f"{p}.quantization.mode",
                         f"{mode} quantization is only possible on onnx or tflite targets, not {fmt}")
+    if mode == "int4" and fmt != "onnx":
+        raise SpecError(f"{p}.quantization.mode",
+                        f"int4 (weight-only, onnxruntime MatMulNBits) is only possible on onnx targets, not {fmt}")
     cal = _get(q, "calibration", f"{p}.quantization.calibration", dict)
     calibration = None
     if cal is not None:
@@ -326,6 +344,8 @@ def _parse_target(t: Any, i: int, source_format: str) -> Target:
         if n < 1:
             raise SpecError(f"{p}.quantization.calibration.samples", "must be >= 1")
         calibration = Calibration(uri=curi, synthetic=synth, samples=n)
+    opt = _get(t, "optimization", f"{p}.optimization", dict, default={})
+    autotune = _parse_autotune(opt, p, fmt, mode, calibration)
     if mode == "int8" and (calibration is None or not (calibration.uri or calibration.synthetic)):
         raise SpecError(f"{p}.quantization.calibration",
                         "static int8 needs calibration data; set uri to an .npz or synthetic: true")
@@ -334,11 +354,14 @@ def _parse_target(t: Any, i: int, source_format: str) -> Target:
                                             default=True),
                          per_channel=_get(q, "perChannel", f"{p}.quantization.perChannel", bool,
                                           default=False))
-    opt = _get(t, "optimization", f"{p}.optimization", dict, default={})
     level = _enum(_get(opt, "level", f"{p}.optimization.level", str, default="none"), OPT_LEVELS,
                   f"{p}.optimization.level")
     if level != "none" and fmt != "onnx":
         raise SpecError(f"{p}.optimization.level", f"graph optimization only applies to onnx targets, not {fmt}")
+    fusion = _enum(_get(opt, "fusion", f"{p}.optimization.fusion", str, default="auto"), FUSIONS,
+                   f"{p}.optimization.fusion")
+    if fusion == "transformer" and fmt != "onnx":
+        raise SpecError(f"{p}.optimization.fusion", f"transformer fusion only applies to onnx targets, not {fmt}")
     pr = _get(t, "pruning", f"{p}.pruning", dict)
     pruning = None
     if pr is not None:
@@ -351,4 +374,45 @@ def _parse_target(t: Any, i: int, source_format: str) -> Target:
             raise SpecError(f"{p}.pruning.amount", f"must be between 0 and 1 (exclusive); got {amount}")
         pruning = Pruning(method, amount)
     return Target(index=i, name=name, format=fmt, opset=opset, quantization=quant,
-                  optimization=level, pruning=pruning)
+                  optimization=level, pruning=pruning, fusion=fusion, autotune=autotune)
+
+
+def _parse_autotune(opt: dict, p: str, fmt: str, mode: str, calibration: Calibration | None) -> Autotune | None:
+    f = f"{p}.optimization.autotune"
+    at = _get(opt, "autotune", f, dict)
+    if at is None:
+        return None
+    if fmt != "onnx":
+        raise SpecError(f, f"autotune only applies to onnx targets, not {fmt}")
+    if mode != "none":
+        raise SpecError(f"{p}.quantization.mode", f"is {mode!r} but autotune chooses the precision: "
+                        f"remove quantization.mode and list the candidates in {f}.modes")
+    modes = _enum_list(at, "modes", f, QUANT_MODES)
+    if "int8" in modes and (calibration is None or not (calibration.uri or calibration.synthetic)):
+        raise SpecError(f"{p}.quantization.calibration", f"{f}.modes lists int8 (static), which needs "
+                        "calibration data; set uri to an .npz or synthetic: true")
+    fusions = _enum_list(at, "fusions", f, AUTOTUNE_FUSIONS)
+    sizes = _get(at, "batchSizes", f"{f}.batchSizes", list, default=[1])
+    if not sizes:
+        raise SpecError(f"{f}.batchSizes", "needs at least one batch size")
+    for k, b in enumerate(sizes):
+        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 1024:
+            raise SpecError(f"{f}.batchSizes[{k}]", f"must be an int in 1..1024; got {b!r}")
+    drop = _get(at, "maxAccuracyDrop", f"{f}.maxAccuracyDrop", float, default=0.01)
+    rel = _get(at, "maxRelL2Error", f"{f}.maxRelL2Error", float, default=0.05)
+    if not 0 <= drop <= 1:
+        raise SpecError(f"{f}.maxAccuracyDrop", f"must be in 0..1 (a fraction of top-1 agreement); got {drop}")
+    if rel < 0:
+        raise SpecError(f"{f}.maxRelL2Error", f"must be >= 0; got {rel}")
+    return Autotune(modes=modes, fusions=fusions,
+                    batch_sizes=tuple(dict.fromkeys(sizes)), max_accuracy_drop=drop, max_rel_l2_error=rel)
+
+
+def _enum_list(d: dict, key: str, path: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """An optional list of enum strings, deduplicated in order."""
+    out = []
+    for k, v in enumerate(_get(d, key, f"{path}.{key}", list, default=[])):
+        if not isinstance(v, str):
+            raise SpecError(f"{path}.{key}[{k}]", f"must be a string; got {v!r}")
+        out.append(_enum(v, allowed, f"{path}.{key}[{k}]"))
+    return tuple(dict.fromkeys(out))

@@ -131,3 +131,50 @@ def pickled_pt2(src, dest, marker):
                 data = pickle.dumps(_WritesMarker(marker), protocol=2)
             zout.writestr(info, data)
     return dest
+
+
+def make_tiny_transformer(vocab: int = 32, d: int = 32, heads: int = 2, layers: int = 2, classes: int = 4,
+                          packed: bool = False):
+    """A small encoder classifier over token ids [batch, 8]: pre-LN blocks with scaled dot-product
+    attention and GELU MLPs, as Hugging Face encoders write them (separate Q, K, V projections), or
+    with one packed QKV projection (``packed``), as the benchmark's transformer does."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n1, self.n2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+            if packed:
+                self.qkv = torch.nn.Linear(d, 3 * d)
+            else:
+                self.q, self.k, self.v = (torch.nn.Linear(d, d) for _ in range(3))
+            self.o = torch.nn.Linear(d, d)
+            self.f1, self.f2 = torch.nn.Linear(d, 4 * d), torch.nn.Linear(4 * d, d)
+
+        def forward(self, x):
+            b, s, _ = x.shape
+            h = self.n1(x)
+            if packed:
+                q, k, v = self.qkv(h).reshape(b, s, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+            else:
+                q, k, v = (p(h).reshape(b, s, heads, d // heads).transpose(1, 2) for p in (self.q, self.k, self.v))
+            a = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            x = x + self.o(a.transpose(1, 2).reshape(b, s, d))
+            return x + self.f2(torch.nn.functional.gelu(self.f1(self.n2(x))))
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(vocab, d)
+            self.blocks = torch.nn.ModuleList([Block() for _ in range(layers)])
+            self.norm = torch.nn.LayerNorm(d)
+            self.head = torch.nn.Linear(d, classes)
+
+        def forward(self, ids):
+            x = self.emb(ids)
+            for blk in self.blocks:
+                x = blk(x)
+            return self.head(self.norm(x).mean(1)) * 4.0
+
+    torch.manual_seed(4)
+    return Encoder().eval()

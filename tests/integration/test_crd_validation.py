@@ -184,6 +184,17 @@ BAD_SPECS = [
     ("calibration-without-int8", PT,
      m(("spec.targets.1.quantization.calibration", {"synthetic": True})),
      ["spec.targets[1].quantization.calibration", "Forbidden", "only used by mode int8"]),
+    ("autotune-with-quantization-mode", PT,
+     append("spec.targets", {"name": "auto", "format": "onnx", "quantization": {"mode": "dynamic"},
+                             "optimization": {"autotune": {}}}),
+     ["spec.targets[2].quantization.mode", "Forbidden", "autotune chooses the precision"]),
+    ("autotune-on-pt2-target", PT, append("spec.targets", {"format": "pt2", "optimization": {"autotune": {}}}),
+     ["spec.targets[2].optimization", "only supported for onnx targets"]),
+    ("autotune-batch-size-0", PT,
+     append("spec.targets", {"name": "auto", "format": "onnx", "optimization": {"autotune": {"batchSizes": [0]}}}),
+     ["spec.targets[2].optimization.autotune.batchSizes[0]", "greater than or equal to 1"]),
+    ("int4-on-tflite-target", TF, m(("spec.targets.0.quantization.mode", "int4")),
+     ["spec.targets[0].quantization.mode", "Forbidden", "int4"]),
     ("tflite-target-from-pytorch-source", PT, append("spec.targets", {"name": "lite", "format": "tflite"}),
      ["spec.targets", "need source.format tensorflow (source.format is pytorch)"]),
     ("torchscript-target-from-onnx-source", ONNX, append("spec.targets", {"format": "torchscript"}),
@@ -295,7 +306,7 @@ def test_defaults_are_applied(dry_run):
     spec = json.loads(r.stdout)["spec"]
     assert spec["validation"] == {"atol": 0.0001, "rtol": 0.001, "samples": 8, "warnOnly": False}
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (1, 3600, 86400)
-    assert spec["targets"][0]["optimization"] == {"level": "basic"}
+    assert spec["targets"][0]["optimization"] == {"level": "basic", "fusion": "auto"}
     assert spec["targets"][1]["quantization"]["mode"] == "fp16"
 
 

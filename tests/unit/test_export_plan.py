@@ -35,7 +35,12 @@ BODY = {
 RESULT = {"phase": "Succeeded", "manifestUri": "pvc://artifacts/resnet/manifest.json",
           "artifacts": [{"name": "onnx", "format": "onnx", "uri": "pvc://artifacts/resnet/onnx/model.onnx",
                          "sha256": "ab" * 32, "sizeBytes": 1234, "maxAbsError": 0.002, "latencyMs": 1.5,
-                         "sourceLatencyMs": 4.0, "top1Agreement": 0.99, "validated": True}]}
+                         "sourceLatencyMs": 4.0, "top1Agreement": 0.99, "validated": True,
+                         # an autotuned target's table is carried into status as is
+                         "autotune": {"chosen": "transformer+dynamic", "batchSizes": [1, 32],
+                                      "candidates": [{"name": "transformer+dynamic", "latencyMs": [0.2, 2.1],
+                                                      "sizeBytes": 460522, "accuracyDrop": 0.0,
+                                                      "withinBudget": True}]}}]}
 
 
 def job(conditions=(), active=0, start="2026-01-01T00:00:01Z", completion=None):

@@ -20,7 +20,7 @@ from ..config import OperatorConfig
 from .job import CONTAINER, build_export_job, build_export_network_policy, build_spec_config_map
 
 ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs", "sourceLatencyMs",
-                   "top1Agreement", "validated")
+                   "top1Agreement", "validated", "autotune")
 
 
 @dataclass(frozen=True)
