@@ -42,8 +42,8 @@ finish() {
       kubectl) v="$("$b" version --client 2>&1 | sed -n 1p)" ;;
       helm) v="$("$b" version --short 2>&1 | sed -n 1p)" ;;
       kwok) v="$("$b" --version 2>&1 | sed -n 1p)" ;;
-      kube-score) v="$("$b" version 2>&1 | sed -n 1p)" ;;
-      *) v="$("$b" --version 2>&1 | sed -n 1p)" ;;
+      kube-score|traefik) v="$("$b" version 2>&1 | sed -n 1p)" ;;
+      *) v="$("$b" --version 2>&1 | sed -n 1p || true)" ;;
     esac
     log "  $(basename "$b"): $v"
   done
