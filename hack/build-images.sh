@@ -41,12 +41,12 @@ CA_BUNDLE="${MODELPILOT_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 # Per image: Containerfile target, pyproject extras, and extra build arguments.
 image_args() {
   case "$1" in
-    operator) echo "operator --build-arg BASE_DEPS=--base --build-arg PRUNE=kubernetes/aio" ;;
-    storage-init) echo "storage-init --build-arg EXTRAS=storage" ;;
-    exporter-onnx) echo "exporter --build-arg EXTRAS=export-onnx" ;;
-    exporter-pytorch) echo "exporter --build-arg EXTRAS=export-pytorch" ;;
-    exporter-tensorflow) echo "exporter --build-arg EXTRAS=export-tensorflow" ;;
-    torchserve) echo "torchserve --build-arg EXTRAS=serve-torchserve --build-arg APT_PACKAGES=openjdk-17-jre-headless" ;;
+    operator) echo "operator --base --build-arg PRUNE=kubernetes/aio" ;;
+    storage-init) echo "storage-init storage" ;;
+    exporter-onnx) echo "exporter export-onnx" ;;
+    exporter-pytorch) echo "exporter export-pytorch" ;;
+    exporter-tensorflow) echo "exporter export-tensorflow" ;;
+    torchserve) echo "torchserve serve-torchserve --build-arg APT_PACKAGES=openjdk-17-jre-headless" ;;
   esac
 }
 
@@ -79,14 +79,16 @@ local_base() {
 
 # build NAME: build one image; on failure say which image and which step, with the log's tail.
 build() {
-  local name="$1" ref="$REGISTRY/$1:$TAG" logf="$LOGS/image-$1.log" t=$SECONDS target args secret=()
-  read -r target args <<<"$(image_args "$name")"
+  local name="$1" ref="$REGISTRY/$1:$TAG" logf="$LOGS/image-$1.log" t=$SECONDS target deps args secret=() reqs
+  read -r target deps args <<<"$(image_args "$name")"
+  reqs="$(python3 "$REPO_ROOT/images/requirements.py" "$REPO_ROOT/pyproject.toml" $deps | paste -sd';')" \
+    || die "image $name: cannot read its requirements from pyproject.toml"
   [[ -s "$CA_BUNDLE" ]] && secret=(--secret "id=ca,src=$CA_BUNDLE")
   log "$name: building $ref (log: $logf)"
   # shellcheck disable=SC2086 # $args holds several --build-arg words on purpose
   if ! engine build --network host -f "$REPO_ROOT/images/Containerfile" --target "$target" \
       --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$TAG" --build-arg "REVISION=$REVISION" \
-      --build-arg "TITLE=modelpilot-$name" $args "${secret[@]}" -t "$ref" "$REPO_ROOT" >"$logf" 2>&1; then
+      --build-arg "TITLE=modelpilot-$name" --build-arg "REQUIREMENTS=$reqs" $args "${secret[@]}" -t "$ref" "$REPO_ROOT" >"$logf" 2>&1; then
     local step; step="$(grep -E '^(\[[0-9/]+\] )?STEP [0-9]+/[0-9]+' "$logf" | tail -n1 || true)"
     tail -n 20 "$logf" | sed 's/^/    /' >&2
     die "image $name did not build; failing step: ${step:-unknown} (full log: $logf)"

@@ -113,19 +113,4 @@ def tf_savedmodel(tmp_path_factory):
 MLP_INPUTS = [{"name": "x", "dtype": "float32", "shape": [-1, 16]}]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A real S3-compatible server (moto's) on 127.0.0.1: its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    srv.start()
-    yield f"http://127.0.0.1:{port}"
-    srv.stop()
+from tests.conftest import free_port, s3_server  # noqa: E402,F401  (shared with tests/images)

@@ -10,7 +10,6 @@ kubelet does), and checks the model's answers against the source model's.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 import uuid
@@ -26,6 +25,8 @@ from modelpilot.render import build_model_config_map, build_revision_deployment
 from modelpilot.runtimes import Signature
 
 from podman_run import config_map_dir, engine, run_args, writable
+
+from tests.conftest import free_port
 
 CONFIG = parse_config({"nodePools": {"cpu": {"nodeSelector": {"modelpilot.io/pool": "cpu"}}}})
 SIGNATURE = Signature.from_dict({
@@ -88,33 +89,17 @@ def test_storage_init_image_from_http(images, two_heads, http_dir, tmp_path: Pat
     run_storage_init(images, tmp_path, deployment, cm)
 
 
-def test_storage_init_image_from_s3_with_a_secret(images, two_heads, tmp_path: Path) -> None:
+def test_storage_init_image_from_s3_with_a_secret(images, two_heads, s3_server: str, tmp_path: Path) -> None:
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    srv.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
-                          aws_secret_access_key="test")
-        s3.create_bucket(Bucket="models")
-        s3.put_object(Bucket="models", Key="twoheads/model.pt", Body=two_heads["torchscript"].read_bytes())
-        deployment, cm = torchserve_deployment("s3://models/twoheads/model.pt", endpoint=endpoint,
-                                               secretRef={"name": "model-store"})
-        run_storage_init(images, tmp_path, deployment, cm, secrets={"model-store": creds})
-    finally:
-        srv.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="test",
+                      aws_secret_access_key="test")
+    s3.create_bucket(Bucket="models")
+    s3.put_object(Bucket="models", Key="twoheads/model.pt", Body=two_heads["torchscript"].read_bytes())
+    deployment, cm = torchserve_deployment("s3://models/twoheads/model.pt", endpoint=s3_server,
+                                           secretRef={"name": "model-store"})
+    run_storage_init(images, tmp_path, deployment, cm, secrets={"model-store": creds})
 
 
 def test_torchserve_image_serves_the_rendered_pod(images, two_heads, tmp_path: Path) -> None:
@@ -123,7 +108,7 @@ def test_torchserve_image_serves_the_rendered_pod(images, two_heads, tmp_path: P
     volumes = run_storage_init(images, tmp_path, deployment, cm, extra=("-v", f"{src.parent}:/data:ro"))
     pod = deployment["spec"]["template"]["spec"]
     (server,) = pod["containers"]
-    name, port = f"mp-ts-{uuid.uuid4().hex[:8]}", _free_port()
+    name, port = f"mp-ts-{uuid.uuid4().hex[:8]}", free_port()
     args = run_args(pod, server, volumes, termination_log=tmp_path / "server-termination-log", network="bridge",
                     image=images["torchserve"], detach=True, name=name)
     i = args.index(images["torchserve"])

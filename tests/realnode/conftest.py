@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from ..conftest import REPO, Kubectl
+from ..e2e.conftest import wait_for as e2e_wait_for
 
 sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from podman_run import image_ref  # noqa: E402
@@ -48,14 +48,8 @@ def real_node(kubeconfig: str) -> Iterator[str]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """The e2e suite's wait_for, with the description first (it reads better in these tests)."""
+    return e2e_wait_for(check, timeout=timeout, interval=interval, what=what)
 
 
 def get(kubectl: Kubectl, *args: str) -> dict:
