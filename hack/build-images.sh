@@ -38,15 +38,17 @@ REGISTRY="$(image_registry)"; TAG="$(image_tag)"
 REVISION="$(git -C "$REPO_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
 CA_BUNDLE="${MODELPILOT_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 
+# torch's requirement (the same string in both images that hold torch: they share its layer).
+TORCH_REQ="$(python3 "$REPO_ROOT/images/requirements.py" "$REPO_ROOT/pyproject.toml" serve-torchserve | grep '^torch[<>=~ ]' | head -n1)"
 # Per image: Containerfile target, pyproject extras, and extra build arguments.
 image_args() {
   case "$1" in
     operator) echo "operator --base --build-arg PRUNE=kubernetes/aio" ;;
     storage-init) echo "storage-init storage" ;;
     exporter-onnx) echo "exporter export-onnx" ;;
-    exporter-pytorch) echo "exporter export-pytorch" ;;
+    exporter-pytorch) echo "exporter export-pytorch --build-arg TORCH=$TORCH_REQ" ;;
     exporter-tensorflow) echo "exporter export-tensorflow" ;;
-    torchserve) echo "torchserve serve-torchserve --build-arg APT_PACKAGES=openjdk-17-jre-headless" ;;
+    torchserve) echo "torchserve serve-torchserve --build-arg TORCH=$TORCH_REQ --build-arg APT_PACKAGES=openjdk-17-jre-headless" ;;
   esac
 }
 
