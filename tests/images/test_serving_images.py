@@ -76,8 +76,18 @@ def run_storage_init(images, tmp_path: Path, deployment: dict, config_map: dict,
     return volumes
 
 
+def readable_copy(src: Path, tmp_path: Path) -> Path:
+    """The model in a directory the pod's user (uid 1000) may read, as a volume would hold it."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    (data / src.name).write_bytes(src.read_bytes())
+    (data / src.name).chmod(0o644)
+    return data / src.name
+
+
 def test_storage_init_image_from_file(images, two_heads, tmp_path: Path) -> None:
-    src = two_heads["torchscript"]
+    src = readable_copy(two_heads["torchscript"], tmp_path)
     deployment, cm = torchserve_deployment(f"file:///data/{src.name}")
     run_storage_init(images, tmp_path, deployment, cm, extra=("-v", f"{src.parent}:/data:ro"))
 
@@ -103,7 +113,7 @@ def test_storage_init_image_from_s3_with_a_secret(images, two_heads, s3_server: 
 
 
 def test_torchserve_image_serves_the_rendered_pod(images, two_heads, tmp_path: Path) -> None:
-    src = two_heads["torchscript"]
+    src = readable_copy(two_heads["torchscript"], tmp_path)
     deployment, cm = torchserve_deployment(f"file:///data/{src.name}")
     volumes = run_storage_init(images, tmp_path, deployment, cm, extra=("-v", f"{src.parent}:/data:ro"))
     pod = deployment["spec"]["template"]["spec"]
