@@ -147,3 +147,27 @@ def test_unschedulable_export_pod_says_why():
         {"type": "PodScheduled", "status": "False", "message": 'persistentvolumeclaim "models" not found'}]}}
     st = plan(jobs={1: job(active=1)}, pods=[p]).status
     assert st["phase"] == "Pending" and 'persistentvolumeclaim "models" not found' in get_condition(st["conditions"], "Ready")["message"]
+
+
+@pytest.mark.parametrize("outcome", ["Succeeded", "Failed"])
+def test_a_finished_job_deleted_by_its_ttl_is_never_run_again(outcome):
+    # ttlSecondsAfterFinished deleted the Job: status keeps the result, and nothing is created again
+    # (a re-run would clear the output directory under pods that serve it).
+    if outcome == "Succeeded":
+        finished = plan(jobs={1: job([("Complete", "Completed")], completion="2026-01-01T00:02:00Z")}, pods=[pod("Succeeded", json.dumps(RESULT))])
+    else:
+        finished = plan(jobs={1: job([("Failed", "BackoffLimitExceeded")])}, pods=[pod("Failed", "bad input")])
+    assert finished.status["phase"] == outcome
+    body = {**BODY, "status": finished.status}
+    after = plan(body, jobs={})
+    assert [o["kind"] for o in after.apply] == [] and after.delete == [] and after.events == []
+    assert after.status == finished.status
+
+
+def test_a_new_generation_still_runs_after_the_ttl_deleted_the_old_job():
+    done = plan(jobs={1: job([("Complete", "Completed")], completion="2026-01-01T00:02:00Z")}, pods=[pod("Succeeded", json.dumps(RESULT))])
+    body = copy.deepcopy({**BODY, "status": done.status})
+    body["metadata"]["generation"] = 2
+    after = plan(body, jobs={})
+    assert [o["metadata"]["name"] for o in after.apply] == ["resnet-export-g2", "resnet-export-g2"]
+    assert after.status["phase"] == "Pending" and after.status["artifacts"] == RESULT["artifacts"]

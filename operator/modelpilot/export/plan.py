@@ -83,6 +83,11 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         plan.events = [("Warning", c.REASON_INVALID_SPEC, str(err))] if changed_conditions(old_conds, conds) else []
         return plan
 
+    if observed.jobs.get(gen) is None and _finished(status, gen, job_name):
+        # ttlSecondsAfterFinished deleted this generation's Job: its result is in status already.
+        # Running it again would reset status and clear the output directory that pods may serve.
+        plan.status = status
+        return plan
     plan.apply = [cm, job]
     for g, old in observed.jobs.items():
         active = not (_job_condition(old, "Complete") or _job_condition(old, "Failed"))
@@ -140,6 +145,12 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         if cond["type"] == c.COND_READY and phase in ("Succeeded", "Failed"):
             plan.events.append(("Normal" if phase == "Succeeded" else "Warning", reason, message))
     return plan
+
+
+def _finished(status: Mapping[str, Any], gen: int, job_name: str) -> bool:
+    """Status records that generation `gen`'s Job ran to an end (succeeded or failed)."""
+    return (status.get("jobName") == job_name and status.get("observedGeneration") == gen
+            and status.get("phase") in ("Succeeded", "Failed"))
 
 
 def _failed_time(job: Mapping[str, Any] | None) -> str | None:
