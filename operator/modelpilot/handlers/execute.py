@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 
 from kubernetes.client.exceptions import ApiException
 
+from ..conditions import fit_status
 from ..controller import Store
 from ..kube import KubeClient, merge_patch
 
@@ -50,6 +51,7 @@ def report(kube: KubeClient, store: Store, kind: str, body: Mapping[str, Any], s
     """Write status if it changed and post the Events. Returns the updated body, None when nothing was
     written or the object is gone, or STALE on a resourceVersion conflict."""
     meta = body.get("metadata") or {}
+    status = fit_status(dict(status))  # a status too large to store would fail every write, an abort too
     try:
         updated = kube.patch_status(kind, meta.get("namespace") or "", meta["name"], body.get("status") or {}, status,
                                     meta.get("resourceVersion"))

@@ -34,6 +34,7 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     """Returns seconds after which to look again (None: wait for the next event)."""
     body = store.get(KIND, namespace, name)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        metrics.forget_model_deployment(namespace, name)
         return None  # gone or going: garbage collection removes the children
 
     # Observe.

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment, parse_model_deployment
-from ..conditions import changed_conditions, is_true, set_condition
+from ..conditions import cap_message, changed_conditions, is_true, set_condition
 from ..config import OperatorConfig
 from ..kube import object_hash
 from ..placement import find_unschedulable_reason, scheduling_for
@@ -214,6 +214,7 @@ class _Rollout:
         return run
 
     def abort(self, revision: int, reason: str, message: str) -> None:
+        message = cap_message(message)  # an abort must always fit in status
         self.ro["aborted"] = {"revision": revision, "reason": reason, "message": message, "at": self.now_s}
         self.ro.setdefault("scaleDown", {})[str(revision)] = _rfc(self.now + ABORT_SCALE_DOWN_SECONDS)
         self.event("Warning", "RolloutAborted", f"revision {revision}: {message}; all traffic back to stable")
