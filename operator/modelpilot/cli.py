@@ -142,18 +142,42 @@ def _requester() -> str:
     return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else getpass.getuser()
 
 
+def pending_control(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The manual action the operator has not consumed yet (it removes status.control when it does)."""
+    ctl = (body.get("status") or {}).get("control")
+    if not ctl or ctl.get("requestedAt") == ((body.get("status") or {}).get("rollout") or {}).get("lastAction"):
+        return None
+    return ctl
+
+
 def _control(args: argparse.Namespace, action: str, **extra: Any) -> int:
-    if _get(args) is None:
-        return 1
+    """Write status.control, never over an action the operator has not consumed yet: wait for it up
+    to --wait seconds, and send with the resourceVersion read, so that of two plugins racing one
+    gets a conflict and tries again instead of replacing the other's action (an abort) unseen."""
     control = {"action": action, "requestedAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                "requestedBy": _requester(), **extra}
-    r = _kubectl(args, "patch", "modeldeployment", args.name, "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": {"control": control}}))
-    if r.returncode != 0:
-        print(r.stderr.strip(), file=sys.stderr)
-        return r.returncode
-    print(f"modeldeployment/{args.name}: {action} requested; follow it with `kubectl modelpilot status {args.name} --watch`")
-    return 0
+    deadline = time.monotonic() + args.wait
+    while True:
+        body = _get(args)
+        if body is None:
+            return 1
+        pending = pending_control(body)
+        if pending is None:
+            patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": {"control": control}}
+            r = _kubectl(args, "patch", "modeldeployment", args.name, "--subresource=status", "--type=merge", "-p", json.dumps(patch))
+            if r.returncode == 0:
+                print(f"modeldeployment/{args.name}: {action} requested; follow it with `kubectl modelpilot status {args.name} --watch`")
+                return 0
+            if "Conflict" not in r.stderr and "has been modified" not in r.stderr:
+                print(r.stderr.strip(), file=sys.stderr)
+                return r.returncode
+        if time.monotonic() >= deadline:
+            what = f"{pending['action']} requested by {pending.get('requestedBy', '?')} at {pending.get('requestedAt', '?')}" if pending else "a write"
+            print(f"kubectl-modelpilot: modeldeployment/{args.name} still has {what} that the operator has not consumed "
+                  f"after {args.wait:g}s (is the operator running?); {action} was not sent: try again once it is done, "
+                  "or raise --wait", file=sys.stderr)
+            return 3
+        time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("name")
         sp.add_argument("-n", "--namespace")
+        if name != "status":
+            sp.add_argument("--wait", type=float, default=30.0,
+                            help="seconds to wait for an earlier action to be consumed before giving up (default 30)")
         return sp
 
     s = named("status", "show a ModelDeployment's rollout: steps, weights, analysis, history")

@@ -103,3 +103,33 @@ def _cap_strings(node: Any, limit: int) -> Any:
     if isinstance(node, list):
         return [_cap_strings(v, limit) for v in node]
     return node
+
+
+def foreign_owner(live: dict[str, Any] | None, owner_uid: str) -> str | None:
+    """Who holds `live` if not the owner with `owner_uid`: "<Kind> <name>", "no owner" for an object
+    someone created by hand, or None when it is ours (or does not exist)."""
+    if live is None:
+        return None
+    refs = (live.get("metadata") or {}).get("ownerReferences") or []
+    ctrl = next((r for r in refs if r.get("controller")), None)
+    if ctrl is None:
+        return "no owner (created outside modelpilot)"
+    if ctrl.get("uid") == owner_uid:
+        return None
+    return f"{ctrl.get('kind')} {ctrl.get('name')}"
+
+
+def with_apply_failure(status: dict[str, Any], events: list[tuple[str, str, str]], old_status: dict[str, Any],
+                       reason: str, message: str, generation: int, now: str) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The planned status and Events of a reconcile whose children the apiserver refused: Ready is
+    False with `reason` and the apiserver's message (which names the field). The planned condition
+    transitions are replaced by that one, reported once: a retry that fails the same way writes and
+    posts nothing. Every other planned Event (an abort, a manual action) stays."""
+    planned = status.get("conditions") or []
+    derived = {(x.get("reason"), x.get("message")) for x in planned}
+    kept = [e for e in events if (e[1], e[2]) not in derived]
+    conds = set_condition(planned, c.COND_READY, False, reason, message, generation, now)
+    out = {**status, "conditions": conds}
+    if get_condition(old_status.get("conditions") or [], c.COND_READY) != get_condition(conds, c.COND_READY):
+        kept.append(("Warning", reason, cap_message(message)))
+    return out, kept

@@ -99,3 +99,26 @@ def test_fit_status_keeps_the_abort_and_the_conditions_and_is_stable() -> None:
     assert status_bytes(fitted) <= MAX_STATUS_BYTES
     assert fitted["rollout"] == status["rollout"] and fitted["conditions"] == status["conditions"] and fitted["control"] == status["control"]
     assert fit_status(fitted) == fitted and json.dumps(fit_status(status)) == json.dumps(fitted), "fitting twice changes bytes: a write loop"
+
+
+def test_an_object_another_owner_holds_is_foreign() -> None:
+    from modelpilot.conditions import foreign_owner
+    ours = {"metadata": {"ownerReferences": [{"kind": "ModelDeployment", "name": "foo", "uid": "u1", "controller": True}]}}
+    theirs = {"metadata": {"ownerReferences": [{"kind": "ModelDeployment", "name": "foo-r1", "uid": "u2", "controller": True}]}}
+    assert foreign_owner(None, "u1") is None and foreign_owner(ours, "u1") is None
+    assert foreign_owner(theirs, "u1") == "ModelDeployment foo-r1"
+    assert "no owner" in (foreign_owner({"metadata": {"name": "handmade"}}, "u1") or "")
+
+
+def test_an_apply_failure_is_reported_once_and_keeps_the_other_events() -> None:
+    from modelpilot.conditions import get_condition, set_condition, with_apply_failure
+    T = "2026-01-01T00:00:00Z"
+    planned = {"phase": "Progressing", "conditions": set_condition([], "Ready", False, "NotReady", "revision 1 is rolling out", 1, T)}
+    events = [("Warning", "NotReady", "revision 1 is rolling out"), ("Warning", "RolloutAborted", "revision 2: aborted")]
+    refusal = 'Deployment.apps "foo-r1" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: "2"'
+    status, out = with_apply_failure(planned, events, {}, "ApplyFailed", refusal, 1, T)
+    ready = get_condition(status["conditions"], "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "ApplyFailed", refusal)
+    assert out == [("Warning", "RolloutAborted", "revision 2: aborted"), ("Warning", "ApplyFailed", refusal)]
+    again, out2 = with_apply_failure(planned, events[:1], status, "ApplyFailed", refusal, 1, "2026-01-01T00:01:00Z")
+    assert again == status and out2 == [], "a retry that fails the same way must write and post nothing"
