@@ -171,3 +171,13 @@ def test_a_new_generation_still_runs_after_the_ttl_deleted_the_old_job():
     after = plan(body, jobs={})
     assert [o["metadata"]["name"] for o in after.apply] == ["resnet-export-g2", "resnet-export-g2"]
     assert after.status["phase"] == "Pending" and after.status["artifacts"] == RESULT["artifacts"]
+
+
+def test_a_pod_waiting_for_a_missing_claim_names_the_spec_fields_that_use_it():
+    # Found by the bad-input campaign: the scheduler's words name the claim, not the field to fix.
+    waiting = {"metadata": {"name": "p", "creationTimestamp": T0}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "message": '0/8 nodes are available: persistentvolumeclaim "models" not found.'}]}}
+    p = plan(jobs={1: job(active=1)}, pods=[waiting])
+    ready = get_condition(p.status["conditions"], "Ready")
+    assert ready["reason"] == "PodUnschedulable"
+    assert "PersistentVolumeClaim models is named by spec.source.uri" in ready["message"], ready["message"]

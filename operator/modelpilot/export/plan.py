@@ -17,7 +17,7 @@ from .. import constants as c
 from ..api.errors import SpecError
 from ..conditions import changed_conditions, set_condition
 from ..config import OperatorConfig
-from .job import CONTAINER, build_export_job, build_spec_config_map
+from .job import CONTAINER, build_export_job, build_spec_config_map, claim_fields
 
 ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs")
 
@@ -121,7 +121,7 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         phase, reason, message = "Pending", "JobPending", f"Job {job_name} is waiting for its pod"
         why = _unscheduled_reason(observed.pods)
         if why:
-            reason, message = "PodUnschedulable", f"Job {job_name} is waiting for its pod: {why}"
+            reason, message = "PodUnschedulable", f"Job {job_name} is waiting for its pod: {why} ({_fields_behind(body, why)})"
 
     conds = set_condition(conds, c.COND_JOB_COMPLETE, phase in ("Succeeded", "Failed"), reason, message, gen, now)
     conds = set_condition(conds, c.COND_READY, phase == "Succeeded", reason if phase != "Running" else "ExportRunning",
@@ -156,6 +156,14 @@ def _finished(status: Mapping[str, Any], gen: int, job_name: str) -> bool:
 def _failed_time(job: Mapping[str, Any] | None) -> str | None:
     cond = _job_condition(job, "Failed")
     return (cond or {}).get("lastTransitionTime")
+
+
+def _fields_behind(body: Mapping[str, Any], why: str) -> str:
+    """The spec fields a scheduler message points at: those naming a missing claim, else the placement."""
+    for claim, fields in claim_fields(body.get("spec") or {}).items():
+        if f'persistentvolumeclaim "{claim}"' in why:
+            return f"PersistentVolumeClaim {claim} is named by {', '.join(fields)}"
+    return "check spec.nodePool and spec.resources"
 
 
 def _unscheduled_reason(pods: list[Mapping[str, Any]]) -> str | None:

@@ -49,6 +49,13 @@ def _refused(e: ApiException) -> str:
         return str(e.body or e.reason)
 
 
+def _permanent(e: ApiException) -> bool:
+    """A refusal that a retry cannot change. Server-side apply answers 500 "failed to create typed
+    patch object" for an object its schema cannot merge (duplicate list-map keys, such as two Service
+    ports with one number): that is the object's fault, not the server's."""
+    return e.status in (400, 403, 422) or (e.status == 500 and "failed to create typed patch object" in (e.body or ""))
+
+
 def apply_children(kube: KubeClient, store: Store, owner: Mapping[str, Any], apply: Iterable[dict[str, Any]],
                    scale: Iterable[tuple[str, str, int]] = (), delete: Iterable[tuple[str, str, str]] = ()) -> None:
     """Apply, scale and delete what a plan asks for. Every child is tried (a refused canary must not
@@ -66,7 +73,7 @@ def apply_children(kube: KubeClient, store: Store, owner: Mapping[str, Any], app
         try:
             result = kube.apply(obj, current)
         except ApiException as e:
-            if e.status not in (400, 403, 422):  # transient (5xx, timeouts, 409 on a busy object): plain retry
+            if not _permanent(e):  # transient (5xx, timeouts, 409 on a busy object): plain retry
                 raise
             failures.append(ApplyError(c.REASON_APPLY_FAILED, f"the API server refused {obj['kind']} {meta['name']}: {_refused(e)}"))
             continue

@@ -32,7 +32,7 @@ from ..api.modeldeployment import check_runtime_format, spec_hash
 from ..render import ExportArtifact, build_revision_objects, endpoint, runtime_warnings
 from ..traffic import TrafficState, get_router, header_matches_from_spec
 from ..traffic.base import ReplicaPlan
-from .objects import build_revision_service
+from .objects import build_revision_service, check_service_ports
 from ..analysis import validate as validate_analysis
 from .steps import Step, analysis_blocks, background_analysis, compile_steps
 
@@ -667,6 +667,7 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     status: dict[str, Any] = dict(body.get("status") or {})
     try:
         md = parse_model_deployment(body)
+        check_service_ports(md)
         scheduling_for(md.placement, config)
         router = get_router(md.traffic.get("router") or "replicas")
         export, _, _ = resolve_export(md, observed.export)
