@@ -181,3 +181,10 @@ def test_a_pod_waiting_for_a_missing_claim_names_the_spec_fields_that_use_it():
     ready = get_condition(p.status["conditions"], "Ready")
     assert ready["reason"] == "PodUnschedulable"
     assert "PersistentVolumeClaim models is named by spec.source.uri" in ready["message"], ready["message"]
+
+
+def test_a_job_that_ran_out_of_time_names_the_spec_field_that_set_the_limit():
+    # Found by the bad-input campaign (activeDeadlineSeconds: 1): the Job controller's words name no field.
+    p = plan(jobs={1: job([("Failed", "DeadlineExceeded")])})
+    ready = get_condition(p.status["conditions"], "Ready")
+    assert ready["reason"] == "ExportFailed" and "spec.activeDeadlineSeconds is 600" in ready["message"], ready["message"]

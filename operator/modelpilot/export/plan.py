@@ -114,7 +114,8 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         result, raw = _termination(observed.pods, "Failed")
         exporter_message = (result or {}).get("message") or raw
         phase, reason = "Failed", "ExportFailed"
-        message = exporter_message or f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})"
+        message = exporter_message or (f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})"
+                                       + _limit_behind(body, failed.get("reason")))
     elif int(jst.get("active") or 0) > 0 and any((p.get("status") or {}).get("phase") == "Running" for p in observed.pods):
         phase, reason, message = "Running", "JobRunning", f"Job {job_name} is running"
     else:
@@ -156,6 +157,18 @@ def _finished(status: Mapping[str, Any], gen: int, job_name: str) -> bool:
 def _failed_time(job: Mapping[str, Any] | None) -> str | None:
     cond = _job_condition(job, "Failed")
     return (cond or {}).get("lastTransitionTime")
+
+
+# The Job controller's failure reasons that a spec field sets, and that field.
+_JOB_LIMITS = {"DeadlineExceeded": ("activeDeadlineSeconds", 3600), "BackoffLimitExceeded": ("backoffLimit", 1)}
+
+
+def _limit_behind(body: Mapping[str, Any], job_reason: str | None) -> str:
+    """"; spec.<field> is N" when the Job failed on a limit the spec sets."""
+    if job_reason not in _JOB_LIMITS:
+        return ""
+    name, default = _JOB_LIMITS[job_reason]
+    return f"; spec.{name} is {(body.get('spec') or {}).get(name, default)}: raise it if the export needs more"
 
 
 def _fields_behind(body: Mapping[str, Any], why: str) -> str:
