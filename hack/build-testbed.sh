@@ -3,7 +3,7 @@
 #
 #   hack/build-testbed.sh [--help] [component...]
 #
-# Components: etcd kubernetes kwok helm gateway-api istio (default: all).
+# Components: etcd kubernetes kwok helm toxiproxy gateway-api istio (default: all).
 # Versions come from hack/versions.env. Each component is built in its own throwaway wrapper
 # module into a temporary directory and moved into the cache only when every binary of it built
 # and printed its version, so a failed or interrupted build never leaves a half-written binary
@@ -116,6 +116,17 @@ build_helm() {
   finish helm "$stage" "$dest"; log "helm: done in $((SECONDS - t))s"
 }
 
+build_toxiproxy() {
+  local dest; dest="$(toxiproxy_bin_dir)"
+  [[ -x "$dest/toxiproxy-server" ]] && { log "toxiproxy $TOXIPROXY_VERSION: cached ($dest)"; return; }
+  local t=$SECONDS mod="$WORK/toxiproxy" stage="$WORK/toxiproxy-out" logf="$MODELPILOT_CACHE/logs/toxiproxy.log"
+  : >"$logf"; log "toxiproxy $TOXIPROXY_VERSION: building (log: $logf)"
+  wrapper_module "$mod" toxiproxy; mkdir -p "$stage"
+  (cd "$mod" && run_step toxiproxy "$logf" go get "github.com/Shopify/toxiproxy/v2@$TOXIPROXY_VERSION" \
+    && run_step toxiproxy "$logf" go build -trimpath -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" -o "$stage/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server)
+  finish toxiproxy "$stage" "$dest"; log "toxiproxy: done in $((SECONDS - t))s"
+}
+
 # fetch_crds COMPONENT MODULE@VERSION SUBDIR DEST: copy YAML out of a Go module.
 fetch_crds() {
   local component="$1" modver="$2" sub="$3" dest="$4"
@@ -129,16 +140,17 @@ fetch_crds() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok helm gateway-api istio)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok helm toxiproxy gateway-api istio)
 for c in "${components[@]}"; do
   case "$c" in
     etcd) build_etcd ;;
     kubernetes) build_kubernetes ;;
     kwok) build_kwok ;;
     helm) build_helm ;;
+    toxiproxy) build_toxiproxy ;;
     gateway-api) fetch_crds gateway-api "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" config/crd/standard "$(gateway_crd_dir)" ;;
     istio) fetch_crds istio "istio.io/api@$ISTIO_API_VERSION" kubernetes "$(istio_crd_dir)" ;;
-    *) die "unknown component '$c' (known: etcd kubernetes kwok helm gateway-api istio)" ;;
+    *) die "unknown component '$c' (known: etcd kubernetes kwok helm toxiproxy gateway-api istio)" ;;
   esac
 done
 log "test bed ready under $MODELPILOT_CACHE/bin"

@@ -16,6 +16,7 @@ k8s_bin_dir() { bin_dir kubernetes "$KUBERNETES_VERSION"; }
 etcd_bin_dir() { bin_dir etcd "$ETCD_VERSION"; }
 kwok_bin_dir() { bin_dir kwok "$KWOK_VERSION"; }
 helm_bin_dir() { bin_dir helm "$HELM_VERSION"; }
+toxiproxy_bin_dir() { bin_dir toxiproxy "$TOXIPROXY_VERSION"; }
 gateway_crd_dir() { echo "$MODELPILOT_CACHE/crds/gateway-api-$GATEWAY_API_VERSION"; }
 istio_crd_dir() { echo "$MODELPILOT_CACHE/crds/istio-api-$ISTIO_API_VERSION"; }
 

@@ -74,11 +74,13 @@ def _lease_namespace(args: argparse.Namespace) -> str:
 def _elector(args: argparse.Namespace) -> "LeaderElector":
     import kubernetes
 
-    from .kube import KubeClient
+    from . import kube
     from .leader import LeaderElector, default_identity
+    identity = args.leader_elect_identity or default_identity()
+    kube.USER_AGENT = f"modelpilot-operator/{identity}"
     # Its own API client (own connection pool): renewals never queue behind reconciles.
-    api = kubernetes.client.CoordinationV1Api(KubeClient.from_environment(pool_size=2).api)
-    return LeaderElector(api, _lease_namespace(args), args.leader_elect_lease, args.leader_elect_identity or default_identity(),
+    api = kubernetes.client.CoordinationV1Api(kube.KubeClient.from_environment(pool_size=2).api)
+    return LeaderElector(api, _lease_namespace(args), args.leader_elect_lease, identity,
                          lease_seconds=args.leader_elect_lease_seconds, renew_seconds=args.leader_elect_renew_seconds,
                          retry_seconds=args.leader_elect_retry_seconds)
 
