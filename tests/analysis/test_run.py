@@ -367,3 +367,11 @@ def test_an_interval_under_a_second_is_refused_naming_the_field(interval):
     q = Script()
     run = step(spec, None, T0, q, CTX)
     assert run["phase"] == "Failed" and "analysis.interval" in run["message"] and q.sent == []
+
+
+def test_a_measurement_without_a_value_holds_no_null():
+    # The apiserver drops nulls from status: a record with "value": null never equals what it stores.
+    run = step({"metrics": [{"name": "err", "query": "up", "successCondition": "result < 1"}]}, None, T0, Script(DOWN), CTX)
+    rec = run["latest"][-1]
+    assert rec["verdict"] == "Error" and "value" not in rec
+    assert "null" not in json.dumps(run)

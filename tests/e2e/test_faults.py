@@ -23,7 +23,7 @@ import yaml
 from ..conftest import CACHE, LOCAL, VERSIONS, Kubectl
 from .conftest import WRITE_VERBS, Operator, utcnow, wait_for
 from .rollout_helpers import RouteWatch, apply, model_deployment, new_version, wait_status
-from .test_ha import Candidate, no_other_operator  # noqa: F401  (fixture)
+from .test_ha import Candidate, lease_of, no_other_operator  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
 TOXIPROXY = CACHE / "bin" / f"toxiproxy-{VERSIONS['TOXIPROXY_VERSION']}" / "toxiproxy-server"
@@ -117,7 +117,7 @@ def writes_by_agent(since: datetime) -> list[tuple[datetime, str, str]]:
 
 class Replica(Candidate):
     def __init__(self, identity: str, kubeconfig: str, port: int, namespace: str) -> None:
-        super().__init__(identity, kubeconfig, port, namespace, (namespace, "modelpilot-faults"))
+        super().__init__(identity, kubeconfig, port, namespace, lease_of(namespace))
         self.extra = LEASE_ARGS
 
     def scope(self) -> list[str]:
@@ -208,6 +208,64 @@ def test_rollout_through_a_faulty_connection_finishes_without_a_weight_jump(kube
                 toxiproxy.clear(proxy, "rst")
                 time.sleep(3)
         finish(kubectl, namespace, name, watch, timeout=180)
+        assert op.proc is not None and op.proc.poll() is None, "the operator died"
+        log = op.log_path.read_text()[offset:]
+        assert "Traceback" not in log, log[log.index("Traceback") - 1000:log.index("Traceback") + 2000]
+    finally:
+        op.stop()
+        toxiproxy.call("POST", "/reset")
+
+
+# (fault, toxic type, attributes, seconds, outcome): a blip within consecutiveErrorLimit (4) is
+# ridden out and the canary promoted; an outage longer than the limit fails the analysis, which
+# aborts the rollout, as the spec says.
+PROMETHEUS_FAULTS = [
+    ("garbage", "limit_data", {"bytes": 40}, 3, "promoted"),  # every response cut after 40 bytes: unparseable
+    ("down-for-long", "reset_peer", {"timeout": 0}, 12, "aborted"),
+]
+
+
+@pytest.mark.parametrize("fault,toxic,attributes,seconds,expected", PROMETHEUS_FAULTS, ids=[f[0] for f in PROMETHEUS_FAULTS])
+def test_prometheus_fault_mid_analysis_resumes_or_aborts_as_the_spec_says(
+        kubectl: Kubectl, kubeconfig: str, namespace: str, toxiproxy: Toxiproxy, no_other_operator: None, tmp_path: Path,
+        metric_target: Any, prometheus_url: str, fault: str, toxic: str, attributes: dict, seconds: float, expected: str) -> None:
+    proxy = f"prometheus-{fault}"
+    port = PORT_BASE + 30 + 2 * [f[0] for f in PROMETHEUS_FAULTS].index(fault)
+    toxiproxy.proxy(proxy, port, prometheus_url.removeprefix("http://").rstrip("/"))
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "hack/testbed/operator-config.yaml").read_text())
+    config["prometheusUrl"] = f"http://127.0.0.1:{port}"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    kc = os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG") or str(LOCAL / "operator.kubeconfig")
+    op = Operator(kc, metrics_port=PORT_BASE + 22, health_port=PORT_BASE + 23, resync=4.0, config=tmp_path / "config.yaml")
+    op.log_path = LOCAL / "logs" / f"operator-fault-prometheus-{fault}.log"
+    offset = op.log_path.stat().st_size if op.log_path.exists() else 0
+    name = f"p-{fault}"
+    query = 'max(mp_e2e_error_ratio{namespace="{{namespace}}",name="{{name}}",revision="{{canaryRevision}}"})'
+    steps = [{"setWeight": 20},
+             {"analysis": {"interval": "1s", "count": 8, "metrics": [{"name": "error-ratio", "query": query, "successCondition": "result < 0.05"}]}}]
+    try:
+        op.start()
+        body = model_deployment(name, {"strategy": "canary", "canary": {"steps": steps}})
+        apply(kubectl, namespace, body)
+        wait_status(kubectl, namespace, name, lambda s: s.get("phase") == "Ready", what=f"{name} revision 1 Ready")
+        metric_target.set_error_ratio(namespace, name, 2, 0.001)
+        watch = RouteWatch(kubeconfig, namespace, name, f"{name}-r2")
+        new_version(kubectl, namespace, body, 2)
+        wait_status(kubectl, namespace, name, lambda s: ((s.get("analysis") or {}).get("runs") or {}), what="analysis running")
+        toxiproxy.toxic(proxy, "fault", toxic, "downstream", **attributes)
+        time.sleep(seconds)
+        toxiproxy.clear(proxy, "fault")
+        if expected == "promoted":
+            finish(kubectl, namespace, name, watch, timeout=120)
+        else:
+            st = wait_status(kubectl, namespace, name, lambda s: s.get("phase") == "Degraded", timeout=90, what="abort")
+            assert st["stableRevision"] == 1 and st["weights"]["canary"] == 0 and "consecutive errors" in st["message"], st["message"]
+            weights = watch.stop()
+            assert weights[-1] == 0 and [w for w in weights if w] == [20], f"weights: {weights}"
+            assert [r["revision"] for r in st["revisions"]] == [1, 2], "a revision was lost"
+        measured = json.loads(kubectl("-n", namespace, "get", "events", "-o", "json", "--field-selector",
+                                      f"involvedObject.name={name},reason=AnalysisMeasurement").stdout)["items"]
+        assert any(" Error: " in e["message"] for e in measured), "the fault never reached the analysis"
         assert op.proc is not None and op.proc.poll() is None, "the operator died"
         log = op.log_path.read_text()[offset:]
         assert "Traceback" not in log, log[log.index("Traceback") - 1000:log.index("Traceback") + 2000]

@@ -317,6 +317,8 @@ def step(spec: dict, run: dict | None, now: float, query: QueryFn, ctx: dict) ->
         rec = _measure(metric, ctx, query)
         run["taken"] = int(run.get("taken", 0)) + 1
         rec = {"seq": run["taken"], **rec, "message": cap_message(str(rec.get("message") or "")), "at": rfc3339(now)}
+        # No nulls: the apiserver drops them from status, and what it stores must equal what was written.
+        rec = {k: v for k, v in rec.items() if v is not None}
         latest.append(rec)
         _count(state, rec["verdict"])
         phase, why = _assess(state, limits)
