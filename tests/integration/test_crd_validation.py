@@ -149,6 +149,8 @@ BAD_SPECS = [
      ["spec.rollout.canary.steps[1].pause.duration", "should match"]),
     ("analysis-with-no-metrics", CANARY, m(("spec.rollout.canary.steps.2.analysis.metrics", [])),
      ["spec.rollout.canary.steps[2].analysis.metrics", "at least 1 items"]),
+    ("export-ttl-too-short-to-read-the-result", PT, m(("spec.ttlSecondsAfterFinished", 0)),
+     ["spec.ttlSecondsAfterFinished", "greater than or equal to 60"]),
     ("analysis-interval-zero", CANARY, m(("spec.rollout.canary.steps.2.analysis.interval", "0s")),
      ["spec.rollout.canary.steps[2].analysis.interval", "interval must be at least 1s"]),
     ("analysis-interval-below-a-second", CANARY, m(("spec.rollout.canary.steps.2.analysis.interval", "999ms")),
