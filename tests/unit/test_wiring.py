@@ -122,3 +122,34 @@ def test_an_apply_failure_is_reported_once_and_keeps_the_other_events() -> None:
     assert out == [("Warning", "RolloutAborted", "revision 2: aborted"), ("Warning", "ApplyFailed", refusal)]
     again, out2 = with_apply_failure(planned, events[:1], status, "ApplyFailed", refusal, 1, "2026-01-01T00:01:00Z")
     assert again == status and out2 == [], "a retry that fails the same way must write and post nothing"
+
+
+class RecordingKube:
+    """The three calls apply_children makes on a cache miss or a write; records the writes."""
+
+    def __init__(self, live: dict[str, dict[str, Any]]) -> None:
+        self.live, self.deleted, self.applied = live, [], []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.live.get(name)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        self.deleted.append(name)
+        return True
+
+    def apply(self, obj: dict[str, Any], live: Any) -> None:
+        self.applied.append(obj["metadata"]["name"])
+
+
+def test_history_cleanup_deletes_only_what_the_owner_holds() -> None:
+    from modelpilot.handlers.execute import ApplyError, apply_children
+    ref = lambda uid, name: {"metadata": {"name": name, "ownerReferences": [  # noqa: E731
+        {"kind": "ModelDeployment", "name": name.split("-r")[0] if uid == "u-foo" else "foo-r1", "uid": uid, "controller": True}]}}
+    kube = RecordingKube({"foo-r2": ref("u-foo", "foo-r2"), "foo-r1": ref("u-foo-r1", "foo-r1")})
+    owner = {"metadata": {"name": "foo", "uid": "u-foo"}}
+    apply_children(kube, Store(), owner, [], delete=[("Service", "ns", "foo-r1"), ("Service", "ns", "foo-r2")])  # type: ignore[arg-type]
+    assert kube.deleted == ["foo-r2"], "deleted the Service another ModelDeployment owns"
+    svc = {"kind": "Service", "metadata": {"name": "foo-r1", "namespace": "ns"}}
+    with pytest.raises(ApplyError) as err:
+        apply_children(kube, Store(), owner, [svc])  # type: ignore[arg-type]
+    assert err.value.reason == "NameConflict" and "ModelDeployment foo-r1" in err.value.message and kube.applied == []
