@@ -36,7 +36,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..conftest import LOCAL, Kubectl
 from . import specgen
-from .conftest import OPERATOR_USER, Operator, utcnow
+from .conftest import Operator, utcnow
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
@@ -167,7 +167,9 @@ def status_writes(since_iso: str, namespaces: set[str]) -> dict[str, list[float]
             ev = json.loads(line)
         except ValueError:
             continue
-        if ev.get("user", {}).get("username") != OPERATOR_USER or ev.get("verb") != "patch" or ev.get("requestReceivedTimestamp", "") < since_iso:
+        # By user agent: the same with the operator's certificate and as the chart's ServiceAccount.
+        if not (ev.get("userAgent") or "").startswith("modelpilot-operator") or ev.get("verb") != "patch" \
+                or ev.get("requestReceivedTimestamp", "") < since_iso:
             continue
         m = re.match(r"/apis/modelpilot\.io/v1alpha1/namespaces/([^/]+)/(\w+)/([^/?]+)/status", ev.get("requestURI", ""))
         if m and m.group(1) in namespaces and (ev.get("responseStatus") or {}).get("code", 500) < 400:
