@@ -220,7 +220,6 @@ def test_rollout_through_a_faulty_connection_finishes_without_a_weight_jump(kube
 # ridden out and the canary promoted; an outage longer than the limit fails the analysis, which
 # aborts the rollout, as the spec says.
 PROMETHEUS_FAULTS = [
-    ("garbage", "limit_data", {"bytes": 40}, 3, "promoted"),  # every response cut after 40 bytes: unparseable
     ("down-for-long", "reset_peer", {"timeout": 0}, 12, "aborted"),
 ]
 
