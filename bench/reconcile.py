@@ -102,7 +102,7 @@ def floor(k: KubeClient, ns: str, n: int, replicas: int, workers: int) -> float:
 def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("modelpilot-operator")
     env = dict(os.environ, KUBECONFIG=str(LOCAL / "operator.kubeconfig"), MODELPILOT_CONFIG=str(CONFIG_PATH))
-    proc = subprocess.Popen([str(exe), "--metrics-port=18190", "--health-port=18191", f"--workers={workers}",
+    proc = subprocess.Popen([str(exe), "--metrics-port=18190", "--health-port=18191", "--no-leader-elect", f"--workers={workers}",
                              f"--resync-seconds={resync}"], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     for _ in range(200):

@@ -118,7 +118,7 @@ def main() -> int:
     stop_local_up_operator(LOCAL)
     exe = Path(sys.executable).with_name("modelpilot-operator")
     env = dict(os.environ, KUBECONFIG=str(LOCAL / "operator.kubeconfig"), MODELPILOT_CONFIG=str(REPO / "hack/testbed/operator-config.yaml"))
-    op = subprocess.Popen([str(exe), "--metrics-port=18290", "--health-port=18291"], env=env,
+    op = subprocess.Popen([str(exe), "--metrics-port=18290", "--health-port=18291", "--no-leader-elect"], env=env,
                           stdout=open(LOCAL / "logs/operator-bench-rollout.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     for _ in range(300):
         try:

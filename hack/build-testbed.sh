@@ -3,8 +3,8 @@
 #
 #   hack/build-testbed.sh [--help] [component...]
 #
-# Components: etcd kubernetes kwok helm kube-score gateway-api istio (default: these), and for the
-# real node (hack/local-up.sh --real-node): node (kubelet, kube-proxy, crictl) and traefik.
+# Components: etcd kubernetes kwok helm kube-score toxiproxy gateway-api istio (default: these),
+# and for the real node (hack/local-up.sh --real-node): node (kubelet, kube-proxy, crictl) and traefik.
 # Versions come from hack/versions.env. Each component is built in its own throwaway wrapper
 # module into a temporary directory and moved into the cache only when every binary of it built
 # and printed its version, so a failed or interrupted build never leaves a half-written binary
@@ -191,6 +191,17 @@ build_kube_score() {
   finish kube-score "$stage" "$dest"; log "kube-score: done in $((SECONDS - t))s"
 }
 
+build_toxiproxy() {
+  local dest; dest="$(toxiproxy_bin_dir)"
+  [[ -x "$dest/toxiproxy-server" ]] && { log "toxiproxy $TOXIPROXY_VERSION: cached ($dest)"; return; }
+  local t=$SECONDS mod="$WORK/toxiproxy" stage="$WORK/toxiproxy-out" logf="$MODELPILOT_CACHE/logs/toxiproxy.log"
+  : >"$logf"; log "toxiproxy $TOXIPROXY_VERSION: building (log: $logf)"
+  wrapper_module "$mod" toxiproxy; mkdir -p "$stage"
+  (cd "$mod" && run_step toxiproxy "$logf" go get "github.com/Shopify/toxiproxy/v2@$TOXIPROXY_VERSION" \
+    && run_step toxiproxy "$logf" go build -trimpath -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" -o "$stage/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server)
+  finish toxiproxy "$stage" "$dest"; log "toxiproxy: done in $((SECONDS - t))s"
+}
+
 # fetch_crds COMPONENT MODULE@VERSION SUBDIR DEST: copy YAML out of a Go module.
 fetch_crds() {
   local component="$1" modver="$2" sub="$3" dest="$4"
@@ -204,7 +215,7 @@ fetch_crds() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok helm kube-score gateway-api istio)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kwok helm kube-score toxiproxy gateway-api istio)
 for c in "${components[@]}"; do
   case "$c" in
     etcd) build_etcd ;;
@@ -214,9 +225,10 @@ for c in "${components[@]}"; do
     node) build_node ;;
     traefik) build_traefik ;;
     kube-score) build_kube_score ;;
+    toxiproxy) build_toxiproxy ;;
     gateway-api) fetch_crds gateway-api "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" config/crd/standard "$(gateway_crd_dir)" ;;
     istio) fetch_crds istio "istio.io/api@$ISTIO_API_VERSION" kubernetes "$(istio_crd_dir)" ;;
-    *) die "unknown component '$c' (known: etcd kubernetes kwok helm kube-score gateway-api istio node traefik)" ;;
+    *) die "unknown component '$c' (known: etcd kubernetes kwok helm kube-score toxiproxy gateway-api istio node traefik)" ;;
   esac
 done
 log "test bed ready under $MODELPILOT_CACHE/bin"

@@ -21,6 +21,7 @@ node_bin_dir() { bin_dir node "$NODE_KUBERNETES_VERSION"; }
 crictl_bin_dir() { bin_dir crictl "$CRICTL_VERSION"; }
 traefik_bin_dir() { bin_dir traefik "$TRAEFIK_VERSION"; }
 kube_score_bin_dir() { bin_dir kube-score "$KUBE_SCORE_VERSION"; }
+toxiproxy_bin_dir() { bin_dir toxiproxy "$TOXIPROXY_VERSION"; }
 gateway_crd_dir() { echo "$MODELPILOT_CACHE/crds/gateway-api-$GATEWAY_API_VERSION"; }
 istio_crd_dir() { echo "$MODELPILOT_CACHE/crds/istio-api-$ISTIO_API_VERSION"; }
 

@@ -146,30 +146,57 @@ def _requester() -> str:
 
 #: status.control actions, as the CLI's subcommands and the dashboard's buttons request them.
 CONTROL_ACTIONS = ("promote", "promoteFull", "pause", "resume", "abort", "undo")
+NOT_CONSUMED = "that the operator has not consumed"
 
 
-def request_control(name: str, namespace: str | None, action: str, to_revision: int | None = None) -> tuple[bool, str]:
+def pending_control(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The manual action the operator has not consumed yet (it removes status.control when it does)."""
+    ctl = (body.get("status") or {}).get("control")
+    if not ctl or ctl.get("requestedAt") == ((body.get("status") or {}).get("rollout") or {}).get("lastAction"):
+        return None
+    return ctl
+
+
+def request_control(name: str, namespace: str | None, action: str, to_revision: int | None = None,
+                    wait: float = 0.0) -> tuple[bool, str]:
     """Write a manual action to the ModelDeployment's `status.control` with kubectl (the user's own
-    kubeconfig and RBAC): (done, what kubectl said). The one write path of the CLI and the dashboard."""
+    kubeconfig and RBAC): (done, what happened). The one write path of the CLI and the dashboard.
+    Never over an action the operator has not consumed yet: wait for it up to `wait` seconds, and
+    send with the resourceVersion read, so that of two writers racing one gets a conflict and tries
+    again instead of replacing the other's action (an abort) unseen."""
     if action not in CONTROL_ACTIONS:
         return False, f"unknown action {action!r}: use one of {', '.join(CONTROL_ACTIONS)}"
-    found = _kubectl(namespace, "get", "modeldeployment", name, "-o", "name")
-    if found.returncode != 0:
-        return False, found.stderr.strip()
     control = {"action": action, "requestedAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                "requestedBy": _requester(), **({"toRevision": to_revision} if to_revision else {})}
-    r = _kubectl(namespace, "patch", "modeldeployment", name, "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": {"control": control}}))
-    if r.returncode != 0:
-        return False, r.stderr.strip()
-    return True, f"modeldeployment/{name}: {action} requested"
+    deadline = time.monotonic() + wait
+    while True:
+        found = _kubectl(namespace, "get", "modeldeployment", name, "-o", "json")
+        if found.returncode != 0:
+            return False, found.stderr.strip()
+        body = json.loads(found.stdout)
+        pending = pending_control(body)
+        if pending is None:
+            patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": {"control": control}}
+            r = _kubectl(namespace, "patch", "modeldeployment", name, "--subresource=status", "--type=merge",
+                         "-p", json.dumps(patch))
+            if r.returncode == 0:
+                return True, f"modeldeployment/{name}: {action} requested"
+            if "Conflict" not in r.stderr and "has been modified" not in r.stderr:
+                return False, r.stderr.strip()
+        if time.monotonic() >= deadline:
+            what = (f"{pending['action']} requested by {pending.get('requestedBy', '?')} at {pending.get('requestedAt', '?')}"
+                    if pending else "a write")
+            return False, (f"kubectl-modelpilot: modeldeployment/{name} still has {what} {NOT_CONSUMED} after "
+                           f"{wait:g}s (is the operator running?); {action} was not sent: try again once it is done, "
+                           "or raise --wait")
+        time.sleep(0.5)
 
 
 def _control(args: argparse.Namespace, action: str, to_revision: int | None = None) -> int:
-    done, message = request_control(args.name, args.namespace, action, to_revision)
+    done, message = request_control(args.name, args.namespace, action, to_revision, wait=args.wait)
     if not done:
         print(message, file=sys.stderr)
-        return 1
+        return 3 if NOT_CONSUMED in message else 1
     print(f"{message}; follow it with `kubectl modelpilot status {args.name} --watch`")
     return 0
 
@@ -188,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("name")
         sp.add_argument("-n", "--namespace")
+        if name != "status":
+            sp.add_argument("--wait", type=float, default=30.0,
+                            help="seconds to wait for an earlier action to be consumed before giving up (default 30)")
         return sp
 
     s = named("status", "show a ModelDeployment's rollout: steps, weights, analysis, history")

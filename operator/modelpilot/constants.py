@@ -48,6 +48,7 @@ REASON_ALL_READY: Final = "AllReady"
 REASON_NOT_READY: Final = "NotReady"
 REASON_VALID: Final = "Valid"
 REASON_APPLY_FAILED: Final = "ApplyFailed"
+REASON_NAME_CONFLICT: Final = "NameConflict"
 REASON_EXPORT_NOT_READY: Final = "ExportNotReady"
 
 MSG_PODS_READY: Final = "{ready}/{desired} replicas of revision {revision} are ready"

@@ -62,7 +62,12 @@ class Store:
             body = self._objects.pop(key, None)
             owner = self._owner(body) if body else None
             if owner:
-                self._by_owner[(kind, key[1], owner)].discard(key)
+                index = (kind, key[1], owner)
+                keys = self._by_owner.get(index)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:  # an owner with no children left: no entry (owners come and go for ever)
+                        del self._by_owner[index]
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -117,6 +122,11 @@ def _rv(body: Mapping[str, Any] | None) -> int:
         return 0
 
 
+def backoff(failures: int) -> float:
+    """Seconds to wait after the n-th consecutive failure: 1, 2, 4 ... capped at 60."""
+    return min(60.0, 0.5 * 2 ** min(failures, 7))
+
+
 class WorkQueue:
     """Deduplicating async queue with per-key exclusivity and backoff."""
 
@@ -163,7 +173,7 @@ class WorkQueue:
                         self.add_after(key, requeue)
                 except Exception as e:  # retried with backoff; the reconcile already reported it
                     n = self._failures[key] = self._failures[key] + 1
-                    delay = min(60.0, 0.5 * 2 ** min(n, 7))
+                    delay = backoff(n)
                     log.warning("reconcile of %s failed (%s: %s); retry %d in %.1fs", key, type(e).__name__, e, n, delay)
                     self.add_after(key, delay)
                 finally:

@@ -74,6 +74,11 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return patch
 
 
+# Sent with every request: with leader election, main adds the replica's identity, so that the
+# apiserver's audit log tells which replica wrote what (the fault campaign checks one acts at a time).
+USER_AGENT = "modelpilot-operator"
+
+
 class KubeClient:
     """Thread-safe: the official client's ApiClient keeps a urllib3 pool; calls run in worker threads."""
 
@@ -90,7 +95,9 @@ class KubeClient:
             cfg = kubernetes.client.Configuration()
             kubernetes.config.load_kube_config(client_configuration=cfg)
         cfg.connection_pool_maxsize = pool_size
-        return cls(kubernetes.client.ApiClient(cfg))
+        api = kubernetes.client.ApiClient(cfg)
+        api.user_agent = USER_AGENT
+        return cls(api)
 
     def _call(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None,
               content_type: str = "application/json") -> Any:

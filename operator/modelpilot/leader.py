@@ -8,7 +8,12 @@ client-go's algorithm, in a page of Python:
 - Taking and renewing are optimistic-concurrency updates (the Lease's resourceVersion): of two
   candidates racing, one gets a 409 and stays a candidate.
 - The leader renews every `retry_seconds`. If it cannot renew for `renew_seconds`
-  (< `lease_seconds`), or it sees another holder, it has lost, and `on_lost` runs at once. The
+  (< `lease_seconds`), or it sees another holder, it has lost, and `on_lost` runs at once.
+- Every Lease request carries a timeout (`request_timeout`, half the gap between `renew_seconds`
+  and `lease_seconds`): without one, a renew hung on a dead connection never returns, the
+  deadline check never runs, and the old leader keeps acting while a standby takes the Lease.
+  With it, a leader stops at the latest `renew_seconds + 2 * request_timeout` after its last
+  renew (a read and a replace), which is no later than `lease_seconds`. The
   operator's `on_lost` ends the process, as controller-runtime does: reconciles run in threads that
   cannot be cancelled halfway, and a restart is the one way to be sure nothing more is written.
 - A graceful stop releases the Lease (holder cleared), so a successor takes over at once instead
@@ -57,6 +62,8 @@ class LeaderElector:
         self.api, self.namespace, self.name, self.identity = api, namespace, name, identity
         self.lease_seconds, self.renew_seconds, self.retry_seconds = lease_seconds, renew_seconds, retry_seconds
         self.clock = clock
+        # A read plus a replace, each bounded, still end before the Lease can expire for others.
+        self.request_timeout = max(0.1, (lease_seconds - renew_seconds) / 2)
         self.is_leader = False
         self._observed: tuple[str | None, str | None] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
@@ -69,7 +76,7 @@ class LeaderElector:
         """Take or renew the Lease once. True if this candidate holds it afterwards."""
         now = _now()
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.request_timeout)
         except ApiException as e:
             if e.status != 404:
                 raise
@@ -78,7 +85,7 @@ class LeaderElector:
                 spec=kubernetes.client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=int(self.lease_seconds),
                                                    acquire_time=now, renew_time=now, lease_transitions=0))
             try:
-                self.api.create_namespaced_lease(self.namespace, body)
+                self.api.create_namespaced_lease(self.namespace, body, _request_timeout=self.request_timeout)
             except ApiException as e2:
                 if e2.status == 409:  # another candidate created it first
                     return False
@@ -102,7 +109,7 @@ class LeaderElector:
         spec.renew_time = now
         lease.spec = spec
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.api.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.request_timeout)
         except ApiException as e:
             if e.status == 409:  # someone else wrote it in between: not ours
                 return False
@@ -118,12 +125,12 @@ class LeaderElector:
         self.is_leader = False
         LEADER.set(0)
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.request_timeout)
             if lease.spec and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.lease_duration_seconds = 1
                 lease.spec.renew_time = _now()
-                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+                self.api.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self.request_timeout)
                 log.info("released leader lease %s/%s", self.namespace, self.name)
         except ApiException as e:  # it expires by itself anyway
             log.warning("could not release leader lease %s/%s: %s", self.namespace, self.name, e.reason)
@@ -156,6 +163,10 @@ class LeaderElector:
         LEADER.set(1)
         log.info("leader election: %s acquired lease %s/%s", self.identity, self.namespace, self.name)
         on_started()
+        self._renew_loop(on_lost)
+
+    def _renew_loop(self, on_lost: Callable[[], None]) -> None:
+        """Renew every retry period; call `on_lost` once another holder shows or the renew deadline passes."""
         last_renew = self.clock()
         while self._sleep():
             if self._attempt():

@@ -16,6 +16,9 @@ from prometheus_client import start_http_server
 if TYPE_CHECKING:
     from .leader import LeaderElector
 
+# The Helm chart's Lease name for its default release name (charts/modelpilot: <fullname>-leader).
+DEFAULT_LEASE = "modelpilot-leader"
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -38,9 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("MODELPILOT_LOG_FORMAT", "text"))
     p.add_argument("--verbose", "-v", action="store_true")
     le = p.add_argument_group("leader election", "with several replicas, only the holder of a coordination.k8s.io Lease acts")
-    le.add_argument("--leader-elect", action="store_true", default=os.environ.get("MODELPILOT_LEADER_ELECT") == "1",
-                    help="reconcile only while holding the Lease (default: always reconcile)")
-    le.add_argument("--leader-elect-lease", default="modelpilot-operator-leader", help="Lease name")
+    # On by default: two operators started by hand (or one by hand next to the chart's) must not both act.
+    le.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=os.environ.get("MODELPILOT_LEADER_ELECT", "1") == "1",
+                    help="reconcile only while holding the Lease (default: on; --no-leader-elect for a single replica "
+                         "that must not wait for a Lease)")
+    le.add_argument("--leader-elect-lease", default=DEFAULT_LEASE, help=f"Lease name (default: {DEFAULT_LEASE}, the chart's)")
     le.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE"),
                     help="Lease namespace (default: $POD_NAMESPACE, else the kubeconfig's namespace, else default)")
     le.add_argument("--leader-elect-identity", help="this candidate's identity (default: $POD_NAME or hostname, plus a random suffix)")
@@ -69,11 +74,13 @@ def _lease_namespace(args: argparse.Namespace) -> str:
 def _elector(args: argparse.Namespace) -> "LeaderElector":
     import kubernetes
 
-    from .kube import KubeClient
+    from . import kube
     from .leader import LeaderElector, default_identity
+    identity = args.leader_elect_identity or default_identity()
+    kube.USER_AGENT = f"modelpilot-operator/{identity}"
     # Its own API client (own connection pool): renewals never queue behind reconciles.
-    api = kubernetes.client.CoordinationV1Api(KubeClient.from_environment(pool_size=2).api)
-    return LeaderElector(api, _lease_namespace(args), args.leader_elect_lease, args.leader_elect_identity or default_identity(),
+    api = kubernetes.client.CoordinationV1Api(kube.KubeClient.from_environment(pool_size=2).api)
+    return LeaderElector(api, _lease_namespace(args), args.leader_elect_lease, identity,
                          lease_seconds=args.leader_elect_lease_seconds, renew_seconds=args.leader_elect_renew_seconds,
                          retry_seconds=args.leader_elect_retry_seconds)
 

@@ -16,3 +16,18 @@ STEP = Gauge("modelpilot_rollout_step", "Current rollout step per ModelDeploymen
 ROLLBACKS = Counter("modelpilot_rollbacks_total", "Rollouts aborted and returned to stable, by reason", ["reason"])
 PROMOTIONS = Counter("modelpilot_promotions_total", "Revisions promoted to stable, by strategy", ["strategy"])
 EXPORTS = Counter("modelpilot_exports_total", "ModelExport runs finished, by result", ["result"])
+CACHE_SYNCED = Gauge("modelpilot_cache_synced", "1 once the start-up LIST of every kind filled the cache (reconciling runs), else 0")
+CACHE_SYNC_FAILURES = Counter("modelpilot_cache_sync_failures_total", "Start-up cache fills that failed and were retried")
+
+
+def forget_model_deployment(namespace: str, name: str) -> None:
+    """Drop a deleted ModelDeployment's series, so that no alert fires for an object that is gone."""
+    for role in ("stable", "canary", "mirror"):
+        try:
+            WEIGHT.remove(namespace, name, role)
+        except KeyError:
+            pass
+    try:
+        STEP.remove(namespace, name)
+    except KeyError:
+        pass

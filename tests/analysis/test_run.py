@@ -357,3 +357,21 @@ def test_durations(text, seconds):
 def test_times_round_trip():
     assert parse_time(rfc3339(T0)) == T0 and parse_time(rfc3339(T0 + 0.25)) == T0 + 0.25
     assert rfc3339(T0 + 0.25).endswith(".250Z")
+
+
+@pytest.mark.parametrize("interval", ["0s", "0ms", "999ms"])
+def test_an_interval_under_a_second_is_refused_naming_the_field(interval):
+    # 0s meant a reconcile, a Prometheus query and a status write every 50 ms.
+    spec = {"interval": interval, "metrics": [{"name": "err", "query": "up", "successCondition": "result < 1"}]}
+    assert any(p.startswith("analysis.interval:") and "1s" in p for p in validate(spec))
+    q = Script()
+    run = step(spec, None, T0, q, CTX)
+    assert run["phase"] == "Failed" and "analysis.interval" in run["message"] and q.sent == []
+
+
+def test_a_measurement_without_a_value_holds_no_null():
+    # The apiserver drops nulls from status: a record with "value": null never equals what it stores.
+    run = step({"metrics": [{"name": "err", "query": "up", "successCondition": "result < 1"}]}, None, T0, Script(DOWN), CTX)
+    rec = run["latest"][-1]
+    assert rec["verdict"] == "Error" and "value" not in rec
+    assert "null" not in json.dumps(run)

@@ -223,3 +223,19 @@ def test_the_charts_default_security_settings_are_the_operators_defaults() -> No
     config, default = parse_config(yaml.safe_load(cm["data"]["config.yaml"])), parse_config({})
     for field in ("allowed_export_images", "route_policy", "prometheus", "ephemeral_storage", "network_policy"):
         assert getattr(config, field) == getattr(default, field), field
+
+
+def test_service_monitor_keeps_the_operators_namespace_and_name_labels() -> None:
+    # Without honorLabels, Prometheus renames the series' namespace label (the ModelDeployment's)
+    # to exported_namespace, and the per-object alerts name the operator's namespace instead.
+    monitor = kinds(template(*EVERYTHING_ON))["ServiceMonitor"][0]
+    assert [e.get("honorLabels") for e in monitor["spec"]["endpoints"]] == [True]
+
+
+def test_the_chart_and_the_cli_elect_on_the_same_lease() -> None:
+    from modelpilot.main import DEFAULT_LEASE, parse_args
+    objs = template(*EVERYTHING_ON, release="modelpilot")  # as docs/install.md installs it
+    args = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args
+    assert f"--leader-elect-lease={DEFAULT_LEASE}" in args
+    assert parse_args([]).leader_elect_lease == DEFAULT_LEASE

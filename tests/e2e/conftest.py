@@ -42,7 +42,7 @@ class Operator:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [str(exe), f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}",
+            [str(exe), f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}", "--no-leader-elect",
              f"--resync-seconds={self.resync}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 60

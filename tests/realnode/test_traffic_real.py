@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -22,11 +23,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ..conftest import Kubectl
+from ..conftest import LOCAL, Kubectl
 from .conftest import POOL, Gateway, InCluster, get, host_volume, wait_for
 
 X = [[0.5, -1.0, 2.0, 0.25]]
 PLUGIN = str(Path(sys.executable).with_name("kubectl-modelpilot"))
+
+
+def plugin(*args: str) -> None:
+    """`kubectl modelpilot ...` against the local cluster, as a user would run it."""
+    r = subprocess.run([PLUGIN, *args], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "KUBECONFIG": str(LOCAL / "kubeconfig")})
+    assert r.returncode == 0, f"kubectl modelpilot {' '.join(args)}: {r.stderr}{r.stdout}"
 
 
 def save_versions(root: Path, seeds: dict[str, int]) -> dict[str, list[float]]:
@@ -136,7 +144,7 @@ def test_canary_share_promote_and_abort_through_the_gateway(served, incluster: I
     assert low <= share <= high
 
     t0 = time.monotonic()
-    subprocess.run([PLUGIN, "-n", ns, "promote", "--full", "lin"], check=True, capture_output=True, text=True)
+    plugin("-n", ns, "promote", "--full", "lin")
     wait_for("the route at 100 % canary", lambda: route_weights(kubectl, ns) in ([100], [0, 100], [100, 0]), timeout=60, interval=0.1)
     t_route = time.monotonic()
     wait_for("10 answers in a row from the canary", lambda: client.many(10, workers=1) == Counter({"v2": 10}), timeout=60, interval=0)
@@ -147,7 +155,7 @@ def test_canary_share_promote_and_abort_through_the_gateway(served, incluster: I
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment("v3")))
     wait_for("the next canary at 20 %", lambda: weights(kubectl, ns).get("canary") == 20, timeout=300, interval=1)
     wait_for("the v3 canary answering", lambda: "v3" in client.many(40), timeout=60)
-    subprocess.run([PLUGIN, "-n", ns, "abort", "lin"], check=True, capture_output=True, text=True)
+    plugin("-n", ns, "abort", "lin")
     t_abort = time.monotonic()
     wait_for("only the stable revision answering", lambda: client.many(10, workers=1) == Counter({"v2": 10}), timeout=60, interval=0)
     record_property("abort_to_traffic_s", round(time.monotonic() - t_abort, 3))
@@ -174,7 +182,7 @@ def test_no_failed_request_across_a_whole_rollout(served, incluster: InCluster, 
         kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment(target)))
         wait_for("the canary at 20 %", lambda: weights(kubectl, ns).get("canary") == 20, timeout=300, interval=1)
         time.sleep(3)
-        subprocess.run([PLUGIN, "-n", ns, "promote", "--full", "lin"], check=True, capture_output=True, text=True)
+        plugin("-n", ns, "promote", "--full", "lin")
         wait_for("the new revision stable", lambda: (st := get(kubectl, "-n", ns, "get", "mdep", "lin").get("status") or {})
                  .get("stableRevision") != stable and st.get("phase") == "Ready", timeout=300, interval=1)
         time.sleep(5)  # the old revision scales down under load

@@ -216,3 +216,44 @@ def test_bad_image_config_names_the_key(images, message):
 
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         parse_config({"images": images})
+
+
+@pytest.mark.parametrize("outcome", ["Succeeded", "Failed"])
+def test_a_finished_job_deleted_by_its_ttl_is_never_run_again(outcome):
+    # ttlSecondsAfterFinished deleted the Job: status keeps the result, and nothing is created again
+    # (a re-run would clear the output directory under pods that serve it).
+    if outcome == "Succeeded":
+        finished = plan(jobs={1: job([("Complete", "Completed")], completion="2026-01-01T00:02:00Z")}, pods=[pod("Succeeded", json.dumps(RESULT))])
+    else:
+        finished = plan(jobs={1: job([("Failed", "BackoffLimitExceeded")])}, pods=[pod("Failed", "bad input")])
+    assert finished.status["phase"] == outcome
+    body = {**BODY, "status": finished.status}
+    after = plan(body, jobs={})
+    assert [o["kind"] for o in after.apply] == [] and after.delete == [] and after.events == []
+    assert after.status == finished.status
+
+
+def test_a_new_generation_still_runs_after_the_ttl_deleted_the_old_job():
+    done = plan(jobs={1: job([("Complete", "Completed")], completion="2026-01-01T00:02:00Z")}, pods=[pod("Succeeded", json.dumps(RESULT))])
+    body = copy.deepcopy({**BODY, "status": done.status})
+    body["metadata"]["generation"] = 2
+    after = plan(body, jobs={})
+    assert [o["metadata"]["name"] for o in after.apply] == ["resnet-export-g2", "resnet-export-g2"]
+    assert after.status["phase"] == "Pending" and after.status["artifacts"] == RESULT["artifacts"]
+
+
+def test_a_pod_waiting_for_a_missing_claim_names_the_spec_fields_that_use_it():
+    # Found by the bad-input campaign: the scheduler's words name the claim, not the field to fix.
+    waiting = {"metadata": {"name": "p", "creationTimestamp": T0}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "message": '0/8 nodes are available: persistentvolumeclaim "models" not found.'}]}}
+    p = plan(jobs={1: job(active=1)}, pods=[waiting])
+    ready = get_condition(p.status["conditions"], "Ready")
+    assert ready["reason"] == "PodUnschedulable"
+    assert "PersistentVolumeClaim models is named by spec.source.uri" in ready["message"], ready["message"]
+
+
+def test_a_job_that_ran_out_of_time_names_the_spec_field_that_set_the_limit():
+    # Found by the bad-input campaign (activeDeadlineSeconds: 1): the Job controller's words name no field.
+    p = plan(jobs={1: job([("Failed", "DeadlineExceeded")])})
+    ready = get_condition(p.status["conditions"], "Ready")
+    assert ready["reason"] == "ExportFailed" and "spec.activeDeadlineSeconds is 600" in ready["message"], ready["message"]

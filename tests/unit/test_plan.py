@@ -197,3 +197,16 @@ def test_network_policy_is_applied_when_enabled_and_deleted_when_turned_off():
     off = plan_model_deployment(md(), CONFIG, Observed(deployments={}, nodes=None, now=T0, network_policy=True))
     assert not [o for o in off.apply if o["kind"] == "NetworkPolicy"]
     assert ("NetworkPolicy", "ml", "resnet") in off.delete
+
+
+def test_a_service_port_equal_to_the_runtimes_grpc_port_is_invalid_naming_the_field():
+    # Found by the bad-input campaign: server-side apply answered 500 (duplicate Service port), retried for ever.
+    from modelpilot.conditions import get_condition
+    from modelpilot.rollout import Observed, plan_model_deployment
+
+    from .helpers import CONFIG, NODES, md
+    body = md(traffic={"port": 8001})
+    plan = plan_model_deployment(body, CONFIG, Observed(deployments={}, nodes=NODES, now="2026-01-01T00:00:00Z"))
+    ready = get_condition(plan.status["conditions"], "Ready")
+    assert ready["reason"] == "InvalidSpec" and ready["message"].startswith("spec.traffic.port: 8001 is the triton gRPC port")
+    assert plan.apply == []

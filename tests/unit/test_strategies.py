@@ -373,3 +373,23 @@ def test_an_analysis_condition_that_would_freeze_the_operator_is_refused_before_
     msg = get_condition(p.status["conditions"], "SpecValid")["message"]
     assert p.status["phase"] == "Failed" and p.apply == []
     assert msg.startswith("spec.rollout.canary.steps[1].analysis.metrics[err].successCondition") and "too large" in msg
+
+
+def test_an_analysis_over_thousands_of_series_keeps_status_small_and_the_abort_recordable():
+    # A query that returns 5,000 series, all outside the range: before, every value went into the
+    # measurement, the run's message, the abort and the Ready condition (over 32 KiB: rejected).
+    from modelpilot.analysis import QueryResult, step
+    from modelpilot.conditions import MAX_MESSAGE, MAX_STATUS_BYTES
+    import json
+
+    huge = QueryResult(tuple(float(i) for i in range(5000)), "vector", 5000)
+    analyze = lambda spec, run, ctx: step(dict(spec), run, 1_790_000_000.0, lambda q: huge, dict(ctx))  # noqa: E731
+    steps = {"strategy": "canary", "canary": {"steps": [{"setWeight": 20}, {"analysis": {"metrics": [
+        {"name": "err", "query": "errors_by_pod", "thresholdRange": {"max": 1}}]}}]}}
+    s = start(rollout(steps, GATEWAY), analyze=analyze)
+    s.settle()
+    assert s.status["phase"] == "Degraded" and s.status["rollout"]["aborted"]["revision"] == 2
+    assert len(json.dumps(s.status)) < MAX_STATUS_BYTES
+    assert all(len(c["message"]) <= MAX_MESSAGE for c in s.status["conditions"])
+    assert all(len(e[2]) <= MAX_MESSAGE for e in s.events)
+    assert "4998 values" in s.status["rollout"]["aborted"]["message"], "the message still says how many values failed"

@@ -236,8 +236,15 @@ def evaluate(expr: str, values: Sequence[float]) -> bool:
     return bool(out)
 
 
+#: How many values a verdict's reason lists (a query can return thousands of series).
+MAX_SHOWN = 10
+
+
 def _show(values: Sequence[float]) -> str:
-    return f"{values[0]:g}" if len(values) == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+    if len(values) == 1:
+        return f"{values[0]:g}"
+    shown = "[" + ", ".join(f"{v:g}" for v in values[:MAX_SHOWN]) + "]"
+    return shown if len(values) <= MAX_SHOWN else f"{len(values)} values, the first {MAX_SHOWN}: {shown}"
 
 
 def judge_conditions(metric: dict, values: Sequence[float]) -> tuple[str, str]:

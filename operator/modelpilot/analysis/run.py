@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from ..conditions import cap_message
 from . import templating
 from .conditions import FAILED, INCONCLUSIVE, SUCCESSFUL, ConditionError, judge_conditions, parse
 from .judge import DEFAULT_CONFIDENCE, DEFAULT_MIN_SAMPLES, EITHER, json_number, mann_whitney
@@ -42,6 +43,8 @@ TERMINAL: Final = frozenset({SUCCESSFUL, FAILED, INCONCLUSIVE})
 
 DEFAULT_INTERVAL: Final = "30s"
 DEFAULT_CONSECUTIVE_ERROR_LIMIT: Final = 4
+#: The shortest interval between measurements (the CRD's rule says the same).
+MIN_INTERVAL_SECONDS: Final = 1.0
 #: How many of the latest measurements the run keeps (all metrics together, newest last).
 MAX_LATEST: Final = 10
 #: How many values of a multi-series result a measurement record keeps.
@@ -86,8 +89,13 @@ def _limits(spec: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
     count = spec.get("count")
     if count is None and not ctx.get("background"):
         count = 1
+    interval = parse_duration(spec.get("interval") or DEFAULT_INTERVAL, "analysis.interval")
+    if interval < MIN_INTERVAL_SECONDS:
+        # The CRD refuses it too; this guards objects stored before that rule, and direct callers.
+        raise AnalysisSpecError(f"analysis.interval: {spec.get('interval')!r} is shorter than {MIN_INTERVAL_SECONDS:g}s "
+                                "(each measurement is a Prometheus query and a status write): use e.g. 30s")
     return {
-        "interval": parse_duration(spec.get("interval") or DEFAULT_INTERVAL, "analysis.interval"),
+        "interval": interval,
         "initialDelay": (parse_duration(spec["initialDelay"], "analysis.initialDelay")
                          if spec.get("initialDelay") else 0.0),
         "count": count,
@@ -261,7 +269,7 @@ def _count(state: dict[str, Any], verdict: str) -> None:
 
 def _finish(run: dict[str, Any], phase: str, message: str, now: float) -> dict[str, Any]:
     run["phase"] = phase
-    run["message"] = message
+    run["message"] = cap_message(message)
     run["finishedAt"] = rfc3339(now)
     run.pop("nextMeasurementAt", None)
     return run
@@ -304,11 +312,13 @@ def step(spec: dict, run: dict | None, now: float, query: QueryFn, ctx: dict) ->
             continue
         problems = _metric_problems(metric, ctx)
         if problems:
-            state["phase"], state["message"] = FAILED, "; ".join(problems)
+            state["phase"], state["message"] = FAILED, cap_message("; ".join(problems))
             continue
         rec = _measure(metric, ctx, query)
         run["taken"] = int(run.get("taken", 0)) + 1
-        rec = {"seq": run["taken"], **rec, "at": rfc3339(now)}
+        rec = {"seq": run["taken"], **rec, "message": cap_message(str(rec.get("message") or "")), "at": rfc3339(now)}
+        # No nulls: the apiserver drops them from status, and what it stores must equal what was written.
+        rec = {k: v for k, v in rec.items() if v is not None}
         latest.append(rec)
         _count(state, rec["verdict"])
         phase, why = _assess(state, limits)

@@ -57,16 +57,25 @@ def export_manifest(body: Mapping[str, Any]) -> str:
     return yaml.safe_dump(doc, sort_keys=True)
 
 
+def claim_fields(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Claim -> the spec fields whose pvc:// URI names it (so that a message can say which to fix)."""
+    uris: list[tuple[str, str]] = [("spec.source.uri", (spec.get("source") or {}).get("uri") or ""),
+                                   ("spec.validation.samplesUri", (spec.get("validation") or {}).get("samplesUri") or "")]
+    for i, t in enumerate(spec.get("targets") or []):
+        uris.append((f"spec.targets[{i}].quantization.calibration.uri", ((t.get("quantization") or {}).get("calibration") or {}).get("uri") or ""))
+    uris.append(("spec.output.uri", (spec.get("output") or {}).get("uri") or ""))
+    out: dict[str, list[str]] = {}
+    for field_path, uri in uris:
+        if uri.startswith("pvc://"):
+            out.setdefault(uri[len("pvc://"):].split("/", 1)[0], []).append(field_path)
+    return out
+
+
 def _pvc_claims(spec: Mapping[str, Any]) -> tuple[list[str], str | None]:
     """Claims named by pvc:// URIs in the spec: (all claims, the output's claim)."""
-    uris: list[str] = [((spec.get("source") or {}).get("uri") or ""), ((spec.get("validation") or {}).get("samplesUri") or "")]
-    for t in spec.get("targets") or []:
-        uris.append((((t.get("quantization") or {}).get("calibration") or {}).get("uri") or ""))
     out_uri = (spec.get("output") or {}).get("uri") or ""
-    uris.append(out_uri)
-    claims = sorted({u[len("pvc://"):].split("/", 1)[0] for u in uris if u.startswith("pvc://")})
     out_claim = out_uri[len("pvc://"):].split("/", 1)[0] if out_uri.startswith("pvc://") else None
-    return claims, out_claim
+    return sorted(claim_fields(spec)), out_claim
 
 
 def _env_from(spec: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from .. import constants as c
 from ..api.errors import SpecError
 from ..conditions import changed_conditions, set_condition
 from ..config import OperatorConfig
-from .job import CONTAINER, build_export_job, build_export_network_policy, build_spec_config_map
+from .job import CONTAINER, build_export_job, build_export_network_policy, build_spec_config_map, claim_fields
 
 ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs", "sourceLatencyMs",
                    "top1Agreement", "validated", "autotune")
@@ -84,6 +84,11 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         plan.events = [("Warning", c.REASON_INVALID_SPEC, str(err))] if changed_conditions(old_conds, conds) else []
         return plan
 
+    if observed.jobs.get(gen) is None and _finished(status, gen, job_name):
+        # ttlSecondsAfterFinished deleted this generation's Job: its result is in status already.
+        # Running it again would reset status and clear the output directory that pods may serve.
+        plan.status = status
+        return plan
     policy = build_export_network_policy(body, config)
     plan.apply = [cm, job] if policy is None else [cm, policy, job]
     for g, old in observed.jobs.items():
@@ -111,14 +116,15 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         result, raw = _termination(observed.pods, "Failed")
         exporter_message = (result or {}).get("message") or raw
         phase, reason = "Failed", "ExportFailed"
-        message = exporter_message or f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})"
+        message = exporter_message or (f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})"
+                                       + _limit_behind(body, failed.get("reason")))
     elif int(jst.get("active") or 0) > 0 and any((p.get("status") or {}).get("phase") == "Running" for p in observed.pods):
         phase, reason, message = "Running", "JobRunning", f"Job {job_name} is running"
     else:
         phase, reason, message = "Pending", "JobPending", f"Job {job_name} is waiting for its pod"
         why = _unscheduled_reason(observed.pods)
         if why:
-            reason, message = "PodUnschedulable", f"Job {job_name} is waiting for its pod: {why}"
+            reason, message = "PodUnschedulable", f"Job {job_name} is waiting for its pod: {why} ({_fields_behind(body, why)})"
 
     conds = set_condition(conds, c.COND_JOB_COMPLETE, phase in ("Succeeded", "Failed"), reason, message, gen, now)
     conds = set_condition(conds, c.COND_READY, phase == "Succeeded", reason if phase != "Running" else "ExportRunning",
@@ -144,9 +150,35 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
     return plan
 
 
+def _finished(status: Mapping[str, Any], gen: int, job_name: str) -> bool:
+    """Status records that generation `gen`'s Job ran to an end (succeeded or failed)."""
+    return (status.get("jobName") == job_name and status.get("observedGeneration") == gen
+            and status.get("phase") in ("Succeeded", "Failed"))
+
+
 def _failed_time(job: Mapping[str, Any] | None) -> str | None:
     cond = _job_condition(job, "Failed")
     return (cond or {}).get("lastTransitionTime")
+
+
+# The Job controller's failure reasons that a spec field sets, and that field.
+_JOB_LIMITS = {"DeadlineExceeded": ("activeDeadlineSeconds", 3600), "BackoffLimitExceeded": ("backoffLimit", 1)}
+
+
+def _limit_behind(body: Mapping[str, Any], job_reason: str | None) -> str:
+    """"; spec.<field> is N" when the Job failed on a limit the spec sets."""
+    if job_reason not in _JOB_LIMITS:
+        return ""
+    name, default = _JOB_LIMITS[job_reason]
+    return f"; spec.{name} is {(body.get('spec') or {}).get(name, default)}: raise it if the export needs more"
+
+
+def _fields_behind(body: Mapping[str, Any], why: str) -> str:
+    """The spec fields a scheduler message points at: those naming a missing claim, else the placement."""
+    for claim, fields in claim_fields(body.get("spec") or {}).items():
+        if f'persistentvolumeclaim "{claim}"' in why:
+            return f"PersistentVolumeClaim {claim} is named by {', '.join(fields)}"
+    return "check spec.nodePool and spec.resources"
 
 
 def _unscheduled_reason(pods: list[Mapping[str, Any]]) -> str | None:

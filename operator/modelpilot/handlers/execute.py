@@ -7,11 +7,14 @@ precondition; then one Event per transition the planner reported.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Iterable, Mapping
 
 from kubernetes.client.exceptions import ApiException
 
+from .. import constants as c
+from ..conditions import fit_status, foreign_owner, with_apply_failure
 from ..controller import Store
 from ..kube import KubeClient, merge_patch
 
@@ -29,11 +32,51 @@ def live(kube: KubeClient, store: Store, kind: str, namespace: str, name: str) -
     return body
 
 
-def apply_children(kube: KubeClient, store: Store, apply: Iterable[dict[str, Any]],
+class ApplyError(Exception):
+    """Children the apiserver refused, or that another owner holds: reported as a condition and an
+    Event, then retried with the work queue's backoff (never hot)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def _refused(e: ApiException) -> str:
+    """The apiserver's own message (it names the field), else its reason."""
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason)
+    except ValueError:
+        return str(e.body or e.reason)
+
+
+def _permanent(e: ApiException) -> bool:
+    """A refusal that a retry cannot change. Server-side apply answers 500 "failed to create typed
+    patch object" for an object its schema cannot merge (duplicate list-map keys, such as two Service
+    ports with one number): that is the object's fault, not the server's."""
+    return e.status in (400, 403, 422) or (e.status == 500 and "failed to create typed patch object" in (e.body or ""))
+
+
+def apply_children(kube: KubeClient, store: Store, owner: Mapping[str, Any], apply: Iterable[dict[str, Any]],
                    scale: Iterable[tuple[str, str, int]] = (), delete: Iterable[tuple[str, str, str]] = ()) -> None:
+    """Apply, scale and delete what a plan asks for. Every child is tried (a refused canary must not
+    stop the routes going back to stable); the first refusal is raised afterwards as ApplyError."""
+    owner_uid = (owner.get("metadata") or {}).get("uid") or ""
+    failures: list[ApplyError] = []
     for obj in apply:
         meta = obj["metadata"]
-        result = kube.apply(obj, live(kube, store, obj["kind"], meta["namespace"], meta["name"]))
+        current = live(kube, store, obj["kind"], meta["namespace"], meta["name"])
+        holder = foreign_owner(current, owner_uid)
+        if holder is not None:
+            failures.append(ApplyError(c.REASON_NAME_CONFLICT, f"{obj['kind']} {meta['name']} already exists and belongs to "
+                                       f"{holder}: modelpilot never takes it over; rename this object or that one"))
+            continue
+        try:
+            result = kube.apply(obj, current)
+        except ApiException as e:
+            if not _permanent(e):  # transient (5xx, timeouts, 409 on a busy object): plain retry
+                raise
+            failures.append(ApplyError(c.REASON_APPLY_FAILED, f"the API server refused {obj['kind']} {meta['name']}: {_refused(e)}"))
+            continue
         if result is not None:
             store.put(obj["kind"], result)
     for ns, name, replicas in scale:
@@ -41,8 +84,27 @@ def apply_children(kube: KubeClient, store: Store, apply: Iterable[dict[str, Any
         if result is not None:
             store.put("Deployment", result)
     for kind, ns, name in delete:
+        holder = foreign_owner(live(kube, store, kind, ns, name), owner_uid)
+        if holder is not None:  # a generated name another object owns (history cleanup): never ours to delete
+            log.warning("not deleting %s %s/%s: it belongs to %s", kind, ns, name, holder)
+            continue
         if kube.delete(kind, ns, name):
             store.remove(kind, ns, name)
+    if failures:
+        raise failures[0]
+
+
+def apply_and_report(kube: KubeClient, store: Store, kind: str, body: Mapping[str, Any], plan: Any, now: str) -> Any:
+    """apply_children, then report the plan's status and Events; on ApplyError, report Ready=False
+    with the refusal (once) and raise it, so that the work queue backs off."""
+    try:
+        apply_children(kube, store, body, plan.apply, getattr(plan, "scale", ()), plan.delete)
+    except ApplyError as err:
+        gen = int((body.get("metadata") or {}).get("generation") or 0)
+        status, events = with_apply_failure(plan.status, plan.events, dict(body.get("status") or {}), err.reason, err.message, gen, now)
+        report(kube, store, kind, body, status, events, now)
+        raise
+    return report(kube, store, kind, body, plan.status, plan.events, now)
 
 
 def report(kube: KubeClient, store: Store, kind: str, body: Mapping[str, Any], status: Mapping[str, Any],
@@ -50,6 +112,7 @@ def report(kube: KubeClient, store: Store, kind: str, body: Mapping[str, Any], s
     """Write status if it changed and post the Events. Returns the updated body, None when nothing was
     written or the object is gone, or STALE on a resourceVersion conflict."""
     meta = body.get("metadata") or {}
+    status = fit_status(dict(status))  # a status too large to store would fail every write, an abort too
     try:
         updated = kube.patch_status(kind, meta.get("namespace") or "", meta["name"], body.get("status") or {}, status,
                                     meta.get("resourceVersion"))

@@ -16,7 +16,7 @@ from ..rollout import Observed, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
 from ..kube import KubeClient
 from ..traffic.base import ROUTE_COMPONENTS
-from .execute import STALE, apply_children, report
+from .execute import STALE, apply_and_report
 
 log = logging.getLogger(__name__)
 KIND = "ModelDeployment"
@@ -34,6 +34,7 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     """Returns seconds after which to look again (None: wait for the next event)."""
     body = store.get(KIND, namespace, name)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        metrics.forget_model_deployment(namespace, name)
         return None  # gone or going: garbage collection removes the children
 
     # Observe.
@@ -66,8 +67,7 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     plan = plan_model_deployment(body, config, observed)
 
     # Apply, then report.
-    apply_children(kube, store, plan.apply, plan.scale, plan.delete)
-    updated = report(kube, store, KIND, body, plan.status, plan.events, observed.now)
+    updated = apply_and_report(kube, store, KIND, body, plan, observed.now)
     if updated is STALE:
         return 1.0
     for _, reason, _ in plan.events:

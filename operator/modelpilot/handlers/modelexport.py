@@ -11,7 +11,7 @@ from ..config import OperatorConfig
 from ..controller import Store, now_rfc3339
 from ..export import ExportObserved, plan_model_export
 from ..kube import KubeClient
-from .execute import STALE, apply_children, report
+from .execute import STALE, apply_and_report
 
 log = logging.getLogger(__name__)
 KIND = "ModelExport"
@@ -36,8 +36,7 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
 
     plan = plan_model_export(body, config, observed)
 
-    apply_children(kube, store, plan.apply, (), plan.delete)
-    updated = report(kube, store, KIND, body, plan.status, plan.events, observed.now)
+    updated = apply_and_report(kube, store, KIND, body, plan, observed.now)
     if updated is STALE:
         return 1.0
     for _, reason, _ in plan.events:

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import constants as c
 from .. import metrics
 from ..config import OperatorConfig, load_config
-from ..controller import Store, WorkQueue
+from ..controller import Store, WorkQueue, backoff
 from ..kube import KubeClient
 from ..leader import LEADER, LeaderElector
 from . import modelexport, modeldeployment
@@ -92,7 +92,7 @@ async def _start_reconciling() -> None:
     # WaitForCacheSync): a restarted operator must not mistake "not seen yet" for "missing" and
     # write a status that flips back a moment later.
     loop = asyncio.get_running_loop()
-    counts = await loop.run_in_executor(RT.executor, _initial_sync)
+    counts = await _sync_cache(loop)
     log.info("cache synced: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     for kind in RECONCILERS:  # a new leader picks up whatever its predecessor left mid-way
         for body in RT.store.all(kind):
@@ -101,6 +101,26 @@ async def _start_reconciling() -> None:
     # Keep references: the event loop holds only weak ones to running tasks.
     RT.tasks = [loop.create_task(RT.queue.run(_work, RT.workers)), loop.create_task(_resync_loop())]
     log.info("modelpilot operator started: %d workers, node pools: %s", RT.workers, ", ".join(sorted(RT.config.node_pools)) or "none")
+
+
+async def _sync_cache(loop: asyncio.AbstractEventLoop) -> dict[str, int]:
+    """`_initial_sync` until it succeeds. A LIST that fails once (an apiserver restart, a timeout)
+    must not leave a leader that renews its Lease and never reconciles: retry with backoff, and
+    say so in the log and in `modelpilot_cache_synced` (the ModelpilotCacheNotSynced alert)."""
+    metrics.CACHE_SYNCED.set(0)
+    failures = 0
+    while True:
+        try:
+            counts = await loop.run_in_executor(RT.executor, _initial_sync)
+        except Exception as e:  # noqa: BLE001 - whatever failed, the next attempt starts over
+            failures += 1
+            metrics.CACHE_SYNC_FAILURES.inc()
+            delay = backoff(failures)
+            log.error("cache sync failed (%s: %s); retry %d in %.1fs", type(e).__name__, getattr(e, "reason", None) or e, failures, delay)
+            await asyncio.sleep(delay)
+            continue
+        metrics.CACHE_SYNCED.set(1)
+        return counts
 
 
 SYNCED_KINDS = ("ModelDeployment", "ModelExport", "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
@@ -169,9 +189,9 @@ def _track(kind: str, event: dict[str, Any], body: Any) -> dict[str, Any]:
 @kopf.on.event(c.GROUP, c.VERSION, "modeldeployments")
 async def on_model_deployment(event: dict[str, Any], body: Any, **_: Any) -> None:
     data = _track("ModelDeployment", event, body)
-    if event.get("type") != "DELETED":
-        meta = data["metadata"]
-        RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta["name"]))
+    meta = data["metadata"]
+    # DELETED too: the reconcile of an object that is gone drops its metric series.
+    RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta["name"]))
 
 
 def _enqueue_owner(data: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import constants as c
+from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..render import labels, owner_reference
 from ..runtimes import get_runtime
@@ -23,3 +24,12 @@ def build_revision_service(md: ModelDeployment, revision: int) -> dict[str, Any]
         "spec": {"type": "ClusterIP", "selector": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_REVISION: str(revision)},
                  "ports": svc_ports},
     }
+
+
+def check_service_ports(md: ModelDeployment) -> None:
+    """Raise SpecError when spec.traffic.port is a port the runtime's Services already use for gRPC
+    (the apiserver would refuse the Service with a duplicate port, in words that name no spec field)."""
+    grpc = get_runtime(md.runtime.kind).ports.grpc
+    if grpc and md.port == grpc:
+        raise SpecError("spec.traffic.port", f"{md.port} is the {md.runtime.kind} gRPC port, which the Services expose too",
+                        "choose another port, e.g. 80")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment, parse_model_deployment
-from ..conditions import changed_conditions, is_true, set_condition
+from ..conditions import cap_message, changed_conditions, is_true, set_condition
 from ..config import OperatorConfig
 from ..kube import object_hash
 from ..placement import find_unschedulable_reason, scheduling_for
@@ -33,7 +33,7 @@ from ..render import ExportArtifact, build_network_policy, build_revision_object
 from ..traffic import TrafficState, get_router, header_matches_from_spec
 from ..traffic.base import ReplicaPlan
 from ..uris import redact_uri
-from .objects import build_revision_service
+from .objects import build_revision_service, check_service_ports
 from ..analysis import validate as validate_analysis
 from .steps import Step, analysis_blocks, background_analysis, compile_steps
 
@@ -216,6 +216,7 @@ class _Rollout:
         return run
 
     def abort(self, revision: int, reason: str, message: str) -> None:
+        message = cap_message(message)  # an abort must always fit in status
         self.ro["aborted"] = {"revision": revision, "reason": reason, "message": message, "at": self.now_s}
         self.ro.setdefault("scaleDown", {})[str(revision)] = _rfc(self.now + ABORT_SCALE_DOWN_SECONDS)
         self.event("Warning", "RolloutAborted", f"revision {revision}: {message}; all traffic back to stable")
@@ -673,6 +674,7 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     status: dict[str, Any] = dict(body.get("status") or {})
     try:
         md = parse_model_deployment(body)
+        check_service_ports(md)
         scheduling_for(md.placement, config)
         router = get_router(md.traffic.get("router") or "replicas")
         export, _, _ = resolve_export(md, observed.export)

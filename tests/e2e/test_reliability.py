@@ -1,0 +1,83 @@
+"""Bad input the CRD admits but the apiserver refuses, and generated names that collide: each ends
+in a False condition that names the field or the other owner, one Event, and backoff (no hot loop)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from datetime import datetime
+
+import pytest
+import yaml
+
+from ..conftest import LOCAL, REPO, Kubectl
+from .conftest import WRITE_VERBS, Operator, utcnow, wait_for
+from .test_modeldeployment import condition, get, md_status
+
+pytestmark = pytest.mark.e2e
+
+
+def writes_by_agent(since):
+    """(time, agent, URI, code) of the operator's writes, by its user agent: the same whether it runs
+    with its own certificate or as the chart's ServiceAccount (the RBAC pass)."""
+    out = []
+    for line in (LOCAL / "logs" / "audit.log").read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if not (ev.get("userAgent") or "").startswith("modelpilot-operator") or ev.get("verb") not in WRITE_VERBS:
+            continue
+        ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if ts >= since and ev.get("stage") == "ResponseComplete":
+            out.append((ts, ev["userAgent"], ev.get("requestURI", ""), (ev.get("responseStatus") or {}).get("code", 0)))
+    return out
+CPU = yaml.safe_load((REPO / "docs/samples/modeldeployment-triton-cpu.yaml").read_text())
+
+
+def md(name: str, **placement: dict) -> dict:
+    body = copy.deepcopy(CPU)
+    body["metadata"] = {"name": name}
+    body["spec"]["replicas"] = 1
+    body["spec"]["placement"].update(placement)
+    return body
+
+
+def ready_condition(kubectl: Kubectl, ns: str, name: str, reason: str) -> dict:
+    return wait_for(lambda: (c := condition(md_status(kubectl, ns, name), "Ready")).get("reason") == reason and c,
+                    60, what=f"{name} Ready reason {reason}")
+
+
+def test_a_child_the_apiserver_refuses_is_a_condition_naming_the_field_and_is_retried_with_backoff(
+        kubectl: Kubectl, namespace: str, operator: Operator) -> None:
+    body = md("overcommitted", resources={"requests": {"cpu": "8", "memory": "1Gi"}, "limits": {"cpu": "4", "memory": "1Gi"}})
+    since = utcnow()
+    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body))
+    ready = ready_condition(kubectl, namespace, "overcommitted", "ApplyFailed")
+    assert ready["status"] == "False"
+    assert "resources.requests" in ready["message"] and "overcommitted-r1" in ready["message"], ready["message"]
+    events = get(kubectl, namespace, "events", "--field-selector", "involvedObject.name=overcommitted,reason=ApplyFailed")["items"]
+    assert len(events) == 1 and "resources.requests" in events[0]["message"]
+    time.sleep(20)
+    writes = [{"uri": w[2], "code": w[3]} for w in writes_by_agent(since) if "overcommitted" in w[2]]
+    refused = [w for w in writes if w["code"] == 422]
+    # Backoff 1, 2, 4, 8 s (plus the retry the status write itself triggers): a hot loop makes hundreds.
+    assert 1 <= len(refused) <= 8, f"{len(refused)} refused applies in ~20s: {refused}"
+    status_writes = [w for w in writes if "/status" in w["uri"] and w["code"] < 400]
+    assert len(status_writes) <= 2, status_writes
+
+
+def test_a_generated_name_another_deployment_owns_is_never_taken_over(kubectl: Kubectl, namespace: str, operator: Operator) -> None:
+    # ModelDeployment "coll"'s revision Service is "coll-r1": the entry Service of ModelDeployment "coll-r1".
+    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(md("coll-r1")))
+    wait_for(lambda: md_status(kubectl, namespace, "coll-r1").get("phase") == "Ready", 90, what="coll-r1 Ready")
+    owner_before = get(kubectl, namespace, "service", "coll-r1")["metadata"]["ownerReferences"][0]
+    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(md("coll")))
+    ready = ready_condition(kubectl, namespace, "coll", "NameConflict")
+    assert "Service coll-r1" in ready["message"] and "ModelDeployment coll-r1" in ready["message"], ready["message"]
+    time.sleep(3)
+    svc = get(kubectl, namespace, "service", "coll-r1")
+    assert svc["metadata"]["ownerReferences"][0] == owner_before, "the other ModelDeployment's Service was taken over"
+    assert svc["spec"]["selector"]["modelpilot.io/model-deployment"] == "coll-r1"
+    assert md_status(kubectl, namespace, "coll-r1").get("phase") == "Ready"

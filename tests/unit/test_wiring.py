@@ -1,0 +1,155 @@
+"""The operator's process-wide machinery: the start-up cache fill survives a failed LIST, and
+deleted objects leave nothing behind (store index entries, per-object metric series)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import REGISTRY
+
+from modelpilot import constants as c
+from modelpilot import metrics
+from modelpilot.config import OperatorConfig
+from modelpilot.controller import Store, WorkQueue
+from modelpilot.handlers import modeldeployment, wiring
+
+pytestmark = pytest.mark.unit
+
+
+class FlakyLists:
+    """The one call the cache fill makes, `list`; the first LIST of `kind` fails like an apiserver
+    restarting under it (503)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind, self.failed, self.calls = kind, False, 0
+
+    def list(self, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        self.calls += 1
+        if kind == self.kind and not self.failed:
+            self.failed = True
+            raise ApiException(status=503, reason="Service Unavailable")
+        return []
+
+
+def test_a_failed_startup_list_is_retried_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wiring, "backoff", lambda n: 0.01, raising=False)
+    kube = FlakyLists("Job")
+    monkeypatch.setattr(wiring.RT, "kube", kube, raising=False)
+    monkeypatch.setattr(wiring.RT, "store", Store(), raising=False)
+    monkeypatch.setattr(wiring.RT, "config", OperatorConfig(), raising=False)
+    monkeypatch.setattr(wiring.RT, "namespaces", [])
+    failures_before = REGISTRY.get_sample_value("modelpilot_cache_sync_failures_total") or 0.0
+
+    async def start() -> None:
+        wiring.RT.queue = WorkQueue()
+        wiring.RT.executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        try:
+            await asyncio.wait_for(wiring._start_reconciling(), 10)
+            assert len(wiring.RT.tasks) == 2 and not any(t.done() for t in wiring.RT.tasks), "the work queue is not running"
+        finally:
+            for t in wiring.RT.tasks:
+                t.cancel()
+            wiring.RT.executor.shutdown(wait=True)
+
+    asyncio.run(start())
+    assert kube.failed and wiring.RT.store.nodes_synced
+    assert REGISTRY.get_sample_value("modelpilot_cache_synced") == 1.0
+    assert REGISTRY.get_sample_value("modelpilot_cache_sync_failures_total") == failures_before + 1
+
+
+def _labelled(kind: str, name: str, owner: str) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1",
+                                        "labels": {c.LABEL_DEPLOYMENT: owner}}}
+
+
+def test_the_store_forgets_an_owner_once_its_last_child_is_gone() -> None:
+    store = Store()
+    for i in range(100):
+        store.put("Service", _labelled("Service", f"md{i}-r1", f"md{i}"))
+        store.remove("Service", "ns", f"md{i}-r1")
+    assert store.owned("Service", "ns", "md7") == []
+    assert len(store._by_owner) == 0, "the owner index keeps an entry for every owner ever seen"
+
+
+def test_a_deleted_model_deployment_leaves_no_metric_series() -> None:
+    metrics.WEIGHT.labels(namespace="ns", name="gone", role="canary").set(20)
+    metrics.STEP.labels(namespace="ns", name="gone").set(2)
+    # The object is gone from the store: the reconcile after its DELETED event.
+    assert modeldeployment.reconcile(None, Store(), OperatorConfig(), "ns", "gone") is None  # type: ignore[arg-type]
+    for name in ("modelpilot_traffic_weight_percent", "modelpilot_rollout_step"):
+        samples = [s for m in REGISTRY.collect() if m.name == name for s in m.samples if s.labels.get("name") == "gone"]
+        assert samples == [], f"{name} still has a series for the deleted ModelDeployment: ModelpilotRolloutStuck would fire"
+
+
+def test_fit_status_keeps_the_abort_and_the_conditions_and_is_stable() -> None:
+    import json
+
+    from modelpilot.conditions import MAX_STATUS_BYTES, fit_status, status_bytes
+    record = {"seq": 1, "metric": "err", "verdict": "Failed", "value": list(range(10)), "query": "q" * 4000, "message": "m" * 1000}
+    status = {"conditions": [{"type": "Ready", "status": "False", "reason": "RolloutAborted", "message": "aborted"}],
+              "rollout": {"aborted": {"revision": 2, "reason": "AnalysisFailed", "message": "err failed"}},
+              "control": {"action": "abort", "requestedAt": "2026-01-01T00:00:00Z"},
+              "analysis": {"runs": {f"step-{i}": {"phase": "Failed", "latest": [dict(record, seq=j) for j in range(10)]} for i in range(8)}}}
+    assert status_bytes(status) > 10 * MAX_STATUS_BYTES
+    fitted = fit_status(status)
+    assert status_bytes(fitted) <= MAX_STATUS_BYTES
+    assert fitted["rollout"] == status["rollout"] and fitted["conditions"] == status["conditions"] and fitted["control"] == status["control"]
+    assert fit_status(fitted) == fitted and json.dumps(fit_status(status)) == json.dumps(fitted), "fitting twice changes bytes: a write loop"
+
+
+def test_an_object_another_owner_holds_is_foreign() -> None:
+    from modelpilot.conditions import foreign_owner
+    ours = {"metadata": {"ownerReferences": [{"kind": "ModelDeployment", "name": "foo", "uid": "u1", "controller": True}]}}
+    theirs = {"metadata": {"ownerReferences": [{"kind": "ModelDeployment", "name": "foo-r1", "uid": "u2", "controller": True}]}}
+    assert foreign_owner(None, "u1") is None and foreign_owner(ours, "u1") is None
+    assert foreign_owner(theirs, "u1") == "ModelDeployment foo-r1"
+    assert "no owner" in (foreign_owner({"metadata": {"name": "handmade"}}, "u1") or "")
+
+
+def test_an_apply_failure_is_reported_once_and_keeps_the_other_events() -> None:
+    from modelpilot.conditions import get_condition, set_condition, with_apply_failure
+    T = "2026-01-01T00:00:00Z"
+    planned = {"phase": "Progressing", "conditions": set_condition([], "Ready", False, "NotReady", "revision 1 is rolling out", 1, T)}
+    events = [("Warning", "NotReady", "revision 1 is rolling out"), ("Warning", "RolloutAborted", "revision 2: aborted")]
+    refusal = 'Deployment.apps "foo-r1" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: "2"'
+    status, out = with_apply_failure(planned, events, {}, "ApplyFailed", refusal, 1, T)
+    ready = get_condition(status["conditions"], "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "ApplyFailed", refusal)
+    assert out == [("Warning", "RolloutAborted", "revision 2: aborted"), ("Warning", "ApplyFailed", refusal)]
+    again, out2 = with_apply_failure(planned, events[:1], status, "ApplyFailed", refusal, 1, "2026-01-01T00:01:00Z")
+    assert again == status and out2 == [], "a retry that fails the same way must write and post nothing"
+
+
+class RecordingKube:
+    """The three calls apply_children makes on a cache miss or a write; records the writes."""
+
+    def __init__(self, live: dict[str, dict[str, Any]]) -> None:
+        self.live, self.deleted, self.applied = live, [], []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.live.get(name)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        self.deleted.append(name)
+        return True
+
+    def apply(self, obj: dict[str, Any], live: Any) -> None:
+        self.applied.append(obj["metadata"]["name"])
+
+
+def test_history_cleanup_deletes_only_what_the_owner_holds() -> None:
+    from modelpilot.handlers.execute import ApplyError, apply_children
+    ref = lambda uid, name: {"metadata": {"name": name, "ownerReferences": [  # noqa: E731
+        {"kind": "ModelDeployment", "name": name.split("-r")[0] if uid == "u-foo" else "foo-r1", "uid": uid, "controller": True}]}}
+    kube = RecordingKube({"foo-r2": ref("u-foo", "foo-r2"), "foo-r1": ref("u-foo-r1", "foo-r1")})
+    owner = {"metadata": {"name": "foo", "uid": "u-foo"}}
+    apply_children(kube, Store(), owner, [], delete=[("Service", "ns", "foo-r1"), ("Service", "ns", "foo-r2")])  # type: ignore[arg-type]
+    assert kube.deleted == ["foo-r2"], "deleted the Service another ModelDeployment owns"
+    svc = {"kind": "Service", "metadata": {"name": "foo-r1", "namespace": "ns"}}
+    with pytest.raises(ApplyError) as err:
+        apply_children(kube, Store(), owner, [svc])  # type: ignore[arg-type]
+    assert err.value.reason == "NameConflict" and "ModelDeployment foo-r1" in err.value.message and kube.applied == []
