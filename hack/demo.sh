@@ -165,8 +165,9 @@ YAML
 }
 run_export() { # GENERATION
   local job="tiny-export-g$1"
-  log "the operator created Job $job ($(k -n "$NS" get job "$job" -o jsonpath='{.spec.template.spec.containers[0].image}')); playing the kubelet: its container runs in that image, for real"
+  log "the operator creates Job $job; playing the kubelet: its container runs in its image (podman), for real"
   "$PY" "$HACK_DIR/testbed/kubelet_run.py" -n "$NS" "$job" --pvc-root "$PVC_ROOT" --timeout 120 --image
+  log "Job $job ran in $(k -n "$NS" get job "$job" -o jsonpath='{.spec.template.spec.containers[0].image}') as uid $(k -n "$NS" get job "$job" -o jsonpath='{.spec.template.spec.securityContext.runAsUser}'), read-only root filesystem"
   for _ in $(seq 1 120); do
     [[ "$(k -n "$NS" get modelexport tiny -o jsonpath='{.status.observedGeneration}/{.status.phase}')" == "$1/Succeeded" ]] && break
     [[ "$(k -n "$NS" get modelexport tiny -o jsonpath='{.status.phase}')" == Failed ]] && die "export failed: $(k -n "$NS" get modelexport tiny -o jsonpath='{.status.message}')"
