@@ -46,7 +46,7 @@ def sources(tmp_path_factory) -> dict[str, tuple[str, list[dict]]]:
     """The MLP as ONNX and TorchScript, and a TensorFlow SavedModel: (path under the claim, inputs)."""
     import torch
 
-    import mp_export_models as mm
+    from tests.exporters import mp_export_models as mm
 
     root = tmp_path_factory.mktemp("models")
     mlp = mm.make_mlp()
@@ -56,6 +56,9 @@ def sources(tmp_path_factory) -> dict[str, tuple[str, list[dict]]]:
         torch.onnx.export(mlp, (torch.randn(2, 16),), str(root / "mlp.onnx"), dynamo=False, input_names=["x"],
                           output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
     mm.make_tf_savedmodel(root / "sm")
+    # A volume the pod's user (uid 1000) can read, as a claim's files would be.
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     x = [{"name": "x", "dtype": "float32", "shape": [-1, 16]}]
     features = [{"name": "features", "dtype": "float32", "shape": [-1, 16]}]
     return {"root": root, "onnx": ("mlp.onnx", x), "pytorch": ("mlp.ts", x), "tensorflow": ("sm", features)}
