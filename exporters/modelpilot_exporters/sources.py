@@ -113,6 +113,13 @@ def fetch(uri: str, workdir: Path, *, endpoint: str | None = None, field: str = 
     what = f"{field}: {uri}"
     if is_local(uri):
         p = local_path(uri)
+        try:
+            p.stat()
+        except PermissionError as e:
+            raise InputError(f"{what}: not readable by this pod's user (uid {os.getuid()}): {e.strerror}; give the "
+                             "volume's files read permission for it, or set the pod's fsGroup") from e
+        except OSError:
+            pass
         if not p.exists():
             hint = ""
             if uri.startswith("pvc://"):

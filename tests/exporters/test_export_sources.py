@@ -219,3 +219,35 @@ def test_console_script(tmp_path, models):
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["phase"] == "Succeeded" and res["artifacts"][0]["format"] == "onnx"
     assert json.loads((tmp_path / "term").read_text()) == res
+
+
+def test_an_unreadable_local_source_is_one_line_naming_the_field(tmp_path):
+    """Found by running the exporter image as the pod's user: a file it may not read was a traceback."""
+    import os
+
+    import pytest as _pytest
+
+    from modelpilot_exporters import sources
+    from modelpilot_exporters.errors import InputError
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "m.onnx").write_bytes(b"x")
+    locked.chmod(0o000)
+    try:
+        if os.access(locked / "m.onnx", os.R_OK):  # root reads anything: drop to another user to check
+            pid = os.fork()
+            if pid == 0:
+                os.setgid(1000)
+                os.setuid(1000)
+                try:
+                    sources.fetch(f"file://{locked}/m.onnx", tmp_path / "w")
+                except InputError as e:
+                    os._exit(0 if "spec.source.uri" in str(e) and "not readable" in str(e) else 2)
+                os._exit(3)
+            assert os.waitpid(pid, 0)[1] == 0
+        else:
+            with _pytest.raises(InputError, match="spec.source.uri: .*not readable"):
+                sources.fetch(f"file://{locked}/m.onnx", tmp_path / "w")
+    finally:
+        locked.chmod(0o755)
