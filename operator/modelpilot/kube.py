@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import threading
 from typing import Any, Mapping
 
@@ -93,7 +94,8 @@ class KubeClient:
             cfg = kubernetes.client.Configuration.get_default_copy()
         except kubernetes.config.ConfigException:
             cfg = kubernetes.client.Configuration()
-            kubernetes.config.load_kube_config(client_configuration=cfg)
+            # Read $KUBECONFIG now: the client library reads it once, at import, before --kubeconfig sets it.
+            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=cfg)
         cfg.connection_pool_maxsize = pool_size
         api = kubernetes.client.ApiClient(cfg)
         api.user_agent = USER_AGENT

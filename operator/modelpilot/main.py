@@ -113,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
+        # The client library resolved its default kubeconfig path when Kopf imported it; Kopf's
+        # login reads that default, so point it at --kubeconfig too.
+        import kubernetes.config.kube_config as kube_config
+
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = args.kubeconfig
     if args.config:
         os.environ["MODELPILOT_CONFIG"] = args.config
 

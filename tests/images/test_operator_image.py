@@ -1,8 +1,9 @@
 """The operator image runs the chart's operator container against the local control plane.
 
 The container comes from `helm template` (its args, env and securityContext: uid 65532, read-only
-root filesystem without any writable volume, no capabilities), on the host network with the
-kubeconfig, its certificates and the chart's ConfigMap mounted read-only. It must take the Lease and
+root filesystem, no capabilities, only the chart's /tmp emptyDir writable), on the host network with
+a kubeconfig (certificates inline, as a Secret would hold them) and the chart's ConfigMap mounted
+read-only. It must take the Lease and
 reconcile a ModelDeployment to Ready.
 """
 
@@ -45,16 +46,19 @@ def test_operator_image_reconciles_a_model_deployment(images, kubectl, namespace
     port = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 80
     pod, container, config = chart_operator(namespace, port)
     assert container["securityContext"]["readOnlyRootFilesystem"] is True and "volumeMounts" in container
-    (tmp_path / "config").mkdir()
+    # The ConfigMap and a kubeconfig Secret as the kubelet would mount them: readable by the pod's user.
+    for d in ("config", "kube"):
+        (tmp_path / d).mkdir(mode=0o755)
+        (tmp_path / d).chmod(0o755)
     (tmp_path / "config" / "config.yaml").write_text(config)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text((LOCAL / "operator.kubeconfig").read_text())
+    flat = kubectl("--kubeconfig", str(LOCAL / "operator.kubeconfig"), "config", "view", "--raw", "--flatten", "--minify").stdout
+    (tmp_path / "kube" / "kubeconfig").write_text(flat)
+    for f in (tmp_path / "config" / "config.yaml", tmp_path / "kube" / "kubeconfig"):
+        f.chmod(0o644)
     container = {**container, "args": [*container["args"], "--kubeconfig=/etc/modelpilot-kube/kubeconfig"],
                  "volumeMounts": [*container["volumeMounts"],
-                                  {"name": "kube", "mountPath": "/etc/modelpilot-kube", "readOnly": True},
-                                  {"name": "pki", "mountPath": str(LOCAL / "pki"), "readOnly": True}]}
-    volumes = {"config": tmp_path / "config", "tmp": writable(tmp_path / "tmp", uid=65532), "kube": tmp_path,
-               "pki": LOCAL / "pki"}
+                                  {"name": "kube", "mountPath": "/etc/modelpilot-kube", "readOnly": True}]}
+    volumes = {"config": tmp_path / "config", "tmp": writable(tmp_path / "tmp", uid=65532), "kube": tmp_path / "kube"}
     name = f"mp-operator-{uuid.uuid4().hex[:8]}"
     args = run_args(pod, container, volumes, termination_log=tmp_path / "termination-log", image=images["operator"],
                     detach=True, name=name, field_refs={"metadata.name": name, "metadata.namespace": namespace})
