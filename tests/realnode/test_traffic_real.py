@@ -56,7 +56,7 @@ def deployment(version: str) -> dict:
     return {
         "apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "lin"},
         "spec": {
-            "model": {"uri": f"pvc://models/{version}/model.pt", "format": "torchscript", "name": "lin"},
+            "model": {"uri": f"pvc://served-models/{version}/model.pt", "format": "torchscript", "name": "lin"},
             "runtime": {"kind": "torchserve"}, "replicas": 1, "placement": {"nodePool": POOL},
             "traffic": {"router": "gatewayAPI", "gateway": {"parentRefs": [{"name": "web", "sectionName": "http"}]}},
             "rollout": {"strategy": "canary", "canary": {"steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]}},
@@ -107,7 +107,7 @@ def binomial_interval(p: float, n: int, z: float = 3.2905) -> tuple[float, float
 def served(incluster: InCluster, gateway: Gateway, kubectl: Kubectl, tmp_path_factory) -> tuple[Client, dict]:
     ns = incluster.namespace
     root = tmp_path_factory.mktemp("models")
-    host_volume(kubectl, ns, "models", root)
+    host_volume(kubectl, ns, "served-models", root)  # test_export_real's "models" claim is another volume
     answers = save_versions(root, {"v1": 1, "v2": 2, "v3": 3})
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment("v1")))
     wait_for("revision 1 Ready", lambda: (get(kubectl, "-n", ns, "get", "mdep", "lin").get("status") or {}).get("phase") == "Ready",
