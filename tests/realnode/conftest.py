@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import REPO, Kubectl
+from ..conftest import REPO, Kubectl, free_port
 from ..e2e.conftest import wait_for as e2e_wait_for
 
 sys.path.insert(0, str(REPO / "hack" / "testbed"))
@@ -159,7 +159,7 @@ def gateway(incluster: "InCluster", kubectl: Kubectl, tmp_path_factory: pytest.T
     from ..conftest import CACHE, LOCAL, VERSIONS
 
     ns = incluster.namespace
-    port = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 90
+    port = free_port()  # a fixed offset collided with the fault tests' operators (the gateway lives all session)
     suffix = uuid.uuid4().hex[:6]
     # The gateway's identity: a ServiceAccount token (Traefik's provider takes a token and a CA).
     kubectl("-n", incluster.system_ns, "create", "serviceaccount", "traefik")
