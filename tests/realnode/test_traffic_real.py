@@ -144,7 +144,7 @@ def test_canary_share_promote_and_abort_through_the_gateway(served, incluster: I
     assert low <= share <= high
 
     t0 = time.monotonic()
-    plugin("-n", ns, "promote", "--full", "lin")
+    plugin("promote", "--full", "lin", "-n", ns)
     wait_for("the route at 100 % canary", lambda: route_weights(kubectl, ns) in ([100], [0, 100], [100, 0]), timeout=60, interval=0.1)
     t_route = time.monotonic()
     wait_for("10 answers in a row from the canary", lambda: client.many(10, workers=1) == Counter({"v2": 10}), timeout=60, interval=0)
@@ -155,7 +155,7 @@ def test_canary_share_promote_and_abort_through_the_gateway(served, incluster: I
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment("v3")))
     wait_for("the next canary at 20 %", lambda: weights(kubectl, ns).get("canary") == 20, timeout=300, interval=1)
     wait_for("the v3 canary answering", lambda: "v3" in client.many(40), timeout=60)
-    plugin("-n", ns, "abort", "lin")
+    plugin("abort", "lin", "-n", ns)
     t_abort = time.monotonic()
     wait_for("only the stable revision answering", lambda: client.many(10, workers=1) == Counter({"v2": 10}), timeout=60, interval=0)
     record_property("abort_to_traffic_s", round(time.monotonic() - t_abort, 3))
@@ -182,7 +182,7 @@ def test_no_failed_request_across_a_whole_rollout(served, incluster: InCluster, 
         kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment(target)))
         wait_for("the canary at 20 %", lambda: weights(kubectl, ns).get("canary") == 20, timeout=300, interval=1)
         time.sleep(3)
-        plugin("-n", ns, "promote", "--full", "lin")
+        plugin("promote", "--full", "lin", "-n", ns)
         wait_for("the new revision stable", lambda: (st := get(kubectl, "-n", ns, "get", "mdep", "lin").get("status") or {})
                  .get("stableRevision") != stable and st.get("phase") == "Ready", timeout=300, interval=1)
         time.sleep(5)  # the old revision scales down under load
