@@ -83,9 +83,10 @@ class Operator:
         return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
 
 
-def operator_writes(since: datetime) -> list[dict[str, Any]]:
-    """Write requests the apiserver audited from the operator's identity since `since`."""
-    out = []
+def audited_writes(since: datetime) -> list[dict[str, Any]]:
+    """Write requests the apiserver audited since `since`, in order: time, user, user agent, verb, URI,
+    response code and audit stage of each."""
+    out: list[dict[str, Any]] = []
     path = LOCAL / "logs" / "audit.log"
     if not path.exists():
         return out
@@ -94,12 +95,25 @@ def operator_writes(since: datetime) -> list[dict[str, Any]]:
             ev = json.loads(line)
         except ValueError:
             continue
-        if ev.get("user", {}).get("username") != OPERATOR_USER or ev.get("verb") not in WRITE_VERBS:
+        if ev.get("verb") not in WRITE_VERBS:
             continue
         ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
         if ts >= since:
-            out.append({"verb": ev["verb"], "uri": ev.get("requestURI"), "code": ev.get("responseStatus", {}).get("code")})
-    return out
+            out.append({"ts": ts, "user": ev.get("user", {}).get("username"), "agent": ev.get("userAgent") or "",
+                        "verb": ev["verb"], "uri": ev.get("requestURI") or "",
+                        "code": ev.get("responseStatus", {}).get("code", 0), "stage": ev.get("stage")})
+    return sorted(out, key=lambda w: w["ts"])
+
+
+def operator_writes(since: datetime) -> list[dict[str, Any]]:
+    """Write requests the apiserver audited from the operator's identity since `since`."""
+    return [w for w in audited_writes(since) if w["user"] == OPERATOR_USER]
+
+
+def operator_writes_by_agent(since: datetime) -> list[dict[str, Any]]:
+    """The completed writes of any operator replica, by its user agent (`modelpilot-operator/<identity>`):
+    the same whether it runs with its own certificate or as the chart's ServiceAccount (the RBAC pass)."""
+    return [w for w in audited_writes(since) if w["agent"].startswith("modelpilot-operator") and w["stage"] == "ResponseComplete"]
 
 
 def utcnow() -> datetime:
@@ -185,3 +199,4 @@ def operator(kubeconfig: str, prometheus_url: str, tmp_path_factory: pytest.Temp
         yield op
     finally:
         op.stop()
+

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import time
 import urllib.request
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from ..conftest import CACHE, LOCAL, VERSIONS, Kubectl
-from .conftest import WRITE_VERBS, Operator, utcnow, wait_for
+from .conftest import Operator, operator_writes_by_agent, utcnow, wait_for
 from .rollout_helpers import RouteWatch, apply, model_deployment, new_version, wait_status
 from .test_ha import Candidate, lease_of, no_other_operator  # noqa: F401  (fixture)
 
@@ -98,21 +97,11 @@ def apiserver_upstream() -> str:
     return kc["clusters"][0]["cluster"]["server"].removeprefix("https://")
 
 
-def writes_by_agent(since: datetime) -> list[tuple[datetime, str, str]]:
-    """(time, user agent, URI) of every write the apiserver audited since `since` from an operator replica."""
-    out = []
-    for line in (LOCAL / "logs" / "audit.log").read_text().splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        agent = ev.get("userAgent") or ""
-        if not agent.startswith("modelpilot-operator/") or ev.get("verb") not in WRITE_VERBS or ev.get("stage") != "ResponseComplete":
-            continue
-        ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        if ts >= since:
-            out.append((ts, agent.split("/", 1)[1], ev.get("requestURI", "")))
-    return sorted(out)
+def assert_operator_survived(op: Operator, offset: int) -> None:
+    """The operator under the fault is still running, and logged no traceback since `offset`."""
+    assert op.proc is not None and op.proc.poll() is None, "the operator died"
+    log = op.log_path.read_text()[offset:]
+    assert "Traceback" not in log, log[log.index("Traceback") - 1000:log.index("Traceback") + 2000]
 
 
 class Replica(Candidate):
@@ -169,13 +158,13 @@ def test_hung_apiserver_connection_one_leader_acts_at_a_time(kubectl: Kubectl, k
         toxiproxy.clear("apiserver-a", "hang-up")
         print(f"\nhung leader: fault-a stopped {stopped:.1f}s after the hang (renew deadline 4s), fault-b led at {took:.1f}s")
         finish(kubectl, namespace, "hung", watch)
-        writes = writes_by_agent(since)
-        a_writes = [w for w in writes if w[1] == "fault-a"]
-        b_writes = [w for w in writes if w[1] == "fault-b"]
+        writes = operator_writes_by_agent(since)
+        a_writes = [w for w in writes if w["agent"] == "modelpilot-operator/fault-a"]
+        b_writes = [w for w in writes if w["agent"] == "modelpilot-operator/fault-b"]
         assert a_writes and b_writes, f"each replica should have acted once: {len(a_writes)} / {len(b_writes)} writes"
-        assert a_writes[-1][0] < b_writes[0][0], (
-            f"two leaders acted at once: fault-a wrote {a_writes[-1][2]} at {a_writes[-1][0]}, "
-            f"after fault-b's first write at {b_writes[0][0]}")
+        assert a_writes[-1]["ts"] < b_writes[0]["ts"], (
+            f"two leaders acted at once: fault-a wrote {a_writes[-1]['uri']} at {a_writes[-1]['ts']}, "
+            f"after fault-b's first write at {b_writes[0]['ts']}")
     finally:
         a.stop(signal.SIGKILL)
         b.stop(signal.SIGKILL)
@@ -208,9 +197,7 @@ def test_rollout_through_a_faulty_connection_finishes_without_a_weight_jump(kube
                 toxiproxy.clear(proxy, "rst")
                 time.sleep(3)
         finish(kubectl, namespace, name, watch, timeout=180)
-        assert op.proc is not None and op.proc.poll() is None, "the operator died"
-        log = op.log_path.read_text()[offset:]
-        assert "Traceback" not in log, log[log.index("Traceback") - 1000:log.index("Traceback") + 2000]
+        assert_operator_survived(op, offset)
     finally:
         op.stop()
         toxiproxy.call("POST", "/reset")
@@ -268,9 +255,7 @@ def test_prometheus_fault_mid_analysis_resumes_or_aborts_as_the_spec_says(
         measured = json.loads(kubectl("-n", namespace, "get", "events", "-o", "json", "--field-selector",
                                       f"involvedObject.name={name},reason=AnalysisMeasurement").stdout)["items"]
         assert any(" Error: " in e["message"] for e in measured), "the fault never reached the analysis"
-        assert op.proc is not None and op.proc.poll() is None, "the operator died"
-        log = op.log_path.read_text()[offset:]
-        assert "Traceback" not in log, log[log.index("Traceback") - 1000:log.index("Traceback") + 2000]
+        assert_operator_survived(op, offset)
     finally:
         op.stop()
         toxiproxy.call("POST", "/reset")

@@ -4,35 +4,18 @@ in a False condition that names the field or the other owner, one Event, and bac
 from __future__ import annotations
 
 import copy
-import json
 import time
-from datetime import datetime
 
 import pytest
 import yaml
 
-from ..conftest import LOCAL, REPO, Kubectl
-from .conftest import WRITE_VERBS, Operator, utcnow, wait_for
+from ..conftest import REPO, Kubectl
+from .conftest import Operator, operator_writes_by_agent, utcnow, wait_for
 from .test_modeldeployment import condition, get, md_status
 
 pytestmark = pytest.mark.e2e
 
 
-def writes_by_agent(since):
-    """(time, agent, URI, code) of the operator's writes, by its user agent: the same whether it runs
-    with its own certificate or as the chart's ServiceAccount (the RBAC pass)."""
-    out = []
-    for line in (LOCAL / "logs" / "audit.log").read_text().splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if not (ev.get("userAgent") or "").startswith("modelpilot-operator") or ev.get("verb") not in WRITE_VERBS:
-            continue
-        ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        if ts >= since and ev.get("stage") == "ResponseComplete":
-            out.append((ts, ev["userAgent"], ev.get("requestURI", ""), (ev.get("responseStatus") or {}).get("code", 0)))
-    return out
 CPU = yaml.safe_load((REPO / "docs/samples/modeldeployment-triton-cpu.yaml").read_text())
 
 
@@ -60,7 +43,7 @@ def test_a_child_the_apiserver_refuses_is_a_condition_naming_the_field_and_is_re
     events = get(kubectl, namespace, "events", "--field-selector", "involvedObject.name=overcommitted,reason=ApplyFailed")["items"]
     assert len(events) == 1 and "resources.requests" in events[0]["message"]
     time.sleep(20)
-    writes = [{"uri": w[2], "code": w[3]} for w in writes_by_agent(since) if "overcommitted" in w[2]]
+    writes = [w for w in operator_writes_by_agent(since) if "overcommitted" in w["uri"]]
     refused = [w for w in writes if w["code"] == 422]
     # Backoff 1, 2, 4, 8 s (plus the retry the status write itself triggers): a hot loop makes hundreds.
     assert 1 <= len(refused) <= 8, f"{len(refused)} refused applies in ~20s: {refused}"
