@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from local_operator import stop_local_up_operator  # noqa: E402
 
 from modelpilot.config import load_config  # noqa: E402
-from modelpilot.controller import now_rfc3339  # noqa: E402
+from modelpilot.clock import now_rfc3339  # noqa: E402
 from modelpilot.kube import KubeClient  # noqa: E402
 from modelpilot.rollout import Observed, plan_model_deployment  # noqa: E402
 

@@ -9,7 +9,6 @@ already carries the hash of what we would send: a resync with nothing changed wr
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -21,31 +20,13 @@ from kubernetes.client.exceptions import ApiException
 
 from . import constants as c
 from . import metrics
+from .hashing import object_hash
+from .kinds import KINDS
 
 log = logging.getLogger(__name__)
 
-# kind -> (api prefix, plural, namespaced)
-RESOURCES: dict[str, tuple[str, str, bool]] = {
-    "ConfigMap": ("/api/v1", "configmaps", True),
-    "Service": ("/api/v1", "services", True),
-    "Event": ("/api/v1", "events", True),
-    "Node": ("/api/v1", "nodes", False),
-    "Namespace": ("/api/v1", "namespaces", False),
-    "Pod": ("/api/v1", "pods", True),
-    "Deployment": ("/apis/apps/v1", "deployments", True),
-    "Job": ("/apis/batch/v1", "jobs", True),
-    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers", True),
-    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
-    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
-    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
-    "VirtualService": ("/apis/networking.istio.io/v1", "virtualservices", True),
-    "ModelDeployment": (f"/apis/{c.API_VERSION}", "modeldeployments", True),
-    "ModelExport": (f"/apis/{c.API_VERSION}", "modelexports", True),
-}
-
-
-def object_hash(obj: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+# kind -> (api prefix, plural, namespaced), from the one table of kinds
+RESOURCES: dict[str, tuple[str, str, bool]] = {k.kind: (k.path_prefix, k.plural, k.namespaced) for k in KINDS}
 
 
 def path_for(kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:

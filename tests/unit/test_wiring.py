@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 from modelpilot import constants as c
 from modelpilot import metrics
 from modelpilot.config import OperatorConfig
-from modelpilot.controller import Store, WorkQueue
+from modelpilot.cache import Store
+from modelpilot.workqueue import WorkQueue
 from modelpilot.handlers import modeldeployment, wiring
 
 pytestmark = pytest.mark.unit
@@ -142,7 +143,7 @@ class RecordingKube:
 
 
 def test_history_cleanup_deletes_only_what_the_owner_holds() -> None:
-    from modelpilot.handlers.execute import ApplyError, apply_children
+    from modelpilot.handlers.apply import ApplyError, apply_children
     ref = lambda uid, name: {"metadata": {"name": name, "ownerReferences": [  # noqa: E731
         {"kind": "ModelDeployment", "name": name.split("-r")[0] if uid == "u-foo" else "foo-r1", "uid": uid, "controller": True}]}}
     kube = RecordingKube({"foo-r2": ref("u-foo", "foo-r2"), "foo-r1": ref("u-foo-r1", "foo-r1")})

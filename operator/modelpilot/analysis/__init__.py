@@ -9,7 +9,7 @@
 The reference for users is docs/analysis.md.
 """
 
-from .conditions import FAILED, INCONCLUSIVE, SUCCESSFUL, ConditionError
+from .expressions import FAILED, INCONCLUSIVE, SUCCESSFUL, ConditionError
 from .judge import JudgeResult, mann_whitney
 from .prometheus import PrometheusClient, QueryResult
 from .run import ERROR, RUNNING, AnalysisSpecError, describe, new_measurements, step, validate

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .conditions import FAILED, INCONCLUSIVE, SUCCESSFUL
+from .expressions import FAILED, INCONCLUSIVE, SUCCESSFUL
 
 INCREASE: Final = "increase"
 DECREASE: Final = "decrease"

@@ -31,9 +31,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from .. import clock
 from ..conditions import cap_message
 from . import templating
-from .conditions import FAILED, INCONCLUSIVE, SUCCESSFUL, ConditionError, judge_conditions, parse
+from .expressions import FAILED, INCONCLUSIVE, SUCCESSFUL, ConditionError, judge_conditions, parse
 from .judge import DEFAULT_CONFIDENCE, DEFAULT_MIN_SAMPLES, EITHER, json_number, mann_whitney
 from .prometheus import QueryResult
 
@@ -52,37 +53,20 @@ MAX_VALUES: Final = 10
 
 QueryFn = Callable[[str], QueryResult]
 
-_DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 class AnalysisSpecError(ValueError):
     """The analysis block cannot be run as written; the message names the field."""
 
 
 def parse_duration(text: str, field: str) -> float:
     """Seconds in a duration such as `30s`, `1m30s`, `500ms` (the CRD's pattern)."""
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += int(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
-        raise AnalysisSpecError(f"{field}: {text!r} is not a duration like 30s, 1m30s or 500ms")
-    return total
+    try:
+        return clock.parse_duration(text)
+    except ValueError as e:
+        raise AnalysisSpecError(f"{field}: {e}") from None
 
 
-def rfc3339(ts: float) -> str:
-    """Unix seconds as RFC 3339 UTC, with milliseconds only when there are any."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    if dt.microsecond // 1000:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+rfc3339 = clock.to_rfc3339
+parse_time = clock.to_epoch
 
 
 def _limits(spec: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:

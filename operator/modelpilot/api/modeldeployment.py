@@ -8,11 +8,10 @@ what the schema cannot know: the node pools and runtime/format combinations of t
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..hashing import spec_hash
 from .errors import SpecError
 
 RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
@@ -89,10 +88,6 @@ class ModelDeployment:
     @property
     def port(self) -> int:
         return int(self.traffic.get("port", 80))
-
-
-def spec_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
 
 
 def check_runtime_format(kind: str, fmt: str, field_path: str = "spec.model.format") -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from ..api.errors import SpecError
+from ..clock import to_epoch
 from ..api.modeldeployment import parse_model_deployment
 from ..rollout.steps import compile_steps
 
@@ -88,7 +89,7 @@ def _seconds(ts: str | None) -> float | None:
     if not ts:
         return None
     try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        return to_epoch(ts)
     except ValueError:
         return None
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from .. import constants as c
 from ..config import OperatorConfig
-from ..controller import Store, now_rfc3339
+from ..cache import Store
+from ..clock import now_rfc3339, to_epoch
 from .. import metrics
 from ..analysis import PrometheusClient
 from ..analysis import step as analysis_step
@@ -16,7 +17,7 @@ from ..rollout import Observed, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
 from ..kube import KubeClient
 from ..traffic.base import ROUTE_COMPONENTS
-from .execute import STALE, apply_and_report
+from .apply import STALE, apply_and_report
 
 log = logging.getLogger(__name__)
 KIND = "ModelDeployment"
@@ -87,5 +88,5 @@ def _analyzer(config: OperatorConfig, now: str, namespace: str) -> AnalyzeFn | N
     if not config.prometheus_url:
         return None
     client = PrometheusClient.for_namespace(config, namespace)
-    ts = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+    ts = to_epoch(now)
     return lambda spec, run, ctx: analysis_step(dict(spec), run, ts, client.query, dict(ctx))

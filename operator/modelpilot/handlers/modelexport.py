@@ -8,10 +8,11 @@ from typing import Any
 from .. import constants as c
 from .. import metrics
 from ..config import OperatorConfig
-from ..controller import Store, now_rfc3339
+from ..cache import Store
+from ..clock import now_rfc3339
 from ..export import ExportObserved, plan_model_export
 from ..kube import KubeClient
-from .execute import STALE, apply_and_report
+from .apply import STALE, apply_and_report
 
 log = logging.getLogger(__name__)
 KIND = "ModelExport"

@@ -18,7 +18,9 @@ from kubernetes.client.exceptions import ApiException
 from .. import constants as c
 from .. import metrics
 from ..config import OperatorConfig, load_config
-from ..controller import Store, WorkQueue, backoff
+from ..cache import Store
+from ..kinds import CHILD_KINDS, CUSTOM_KINDS, OWNER_DEPLOYMENT, OWNER_EXPORT, SYNCED_KINDS
+from ..workqueue import WorkQueue, backoff
 from ..kube import KubeClient
 from ..leader import LEADER, LeaderElector
 from . import modelexport, modeldeployment
@@ -26,7 +28,7 @@ from . import modelexport, modeldeployment
 log = logging.getLogger(__name__)
 
 
-class Runtime:
+class OperatorState:
     """Process-wide state, created at startup."""
 
     store: Store
@@ -41,7 +43,7 @@ class Runtime:
     tasks: list[asyncio.Task[Any]] = []
 
 
-RT = Runtime()
+RT = OperatorState()
 RECONCILERS = {"ModelDeployment": modeldeployment.reconcile, "ModelExport": modelexport.reconcile}
 MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 
@@ -56,8 +58,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Filter children on the apiserver, not in Kopf: a production cluster has thousands of Pods,
     # Services and ConfigMaps that are not ours, and each would cost a watch event and a worker.
     managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-    for group, _version, plural, _kind, labels in CHILDREN:
-        settings.watching.label_selectors[group, plural] = managed + (f",{c.LABEL_EXPORT}" if labels is EXPORTS else "")
+    for child in CHILD_KINDS:
+        settings.watching.label_selectors[child.group, child.plural] = managed + (f",{c.LABEL_EXPORT}" if child.owner == OWNER_EXPORT else "")
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     RT.store = Store()
@@ -123,15 +125,11 @@ async def _sync_cache(loop: asyncio.AbstractEventLoop) -> dict[str, int]:
         return counts
 
 
-SYNCED_KINDS = ("ModelDeployment", "ModelExport", "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
-                "PodDisruptionBudget", "NetworkPolicy", "Job", "Pod", "HTTPRoute", "VirtualService")
-
-
 def _initial_sync() -> dict[str, int]:
     counts: dict[str, int] = {}
     selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
     for kind in SYNCED_KINDS:
-        own = kind in ("ModelDeployment", "ModelExport")
+        own = kind in CUSTOM_KINDS
         items: list[dict[str, Any]] = []
         try:
             for ns in RT.namespaces or [None]:
@@ -217,21 +215,11 @@ async def on_model_export(event: dict[str, Any], body: Any, **_: Any) -> None:
             RT.queue.add(("ModelDeployment", md_meta.get("namespace") or "", md_meta["name"]))
 
 
-EXPORTS = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_EXPORT: kopf.PRESENT}
-# Every child kind the operator watches: (group, version, plural, store kind, labels). A change to
-# any of them re-queues the ModelDeployment or ModelExport that owns it.
-CHILDREN: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
-    ("batch", "v1", "jobs", "Job", EXPORTS),
-    ("", "v1", "pods", "Pod", EXPORTS),
-    ("apps", "v1", "deployments", "Deployment", MANAGED),
-    ("", "v1", "services", "Service", MANAGED),
-    ("", "v1", "configmaps", "ConfigMap", MANAGED),
-    ("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", MANAGED),
-    ("networking.istio.io", "v1", "virtualservices", "VirtualService", MANAGED),
-    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", MANAGED),
-    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", MANAGED),
-    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", MANAGED),
-)
+# A change to any child kind re-queues the ModelDeployment or ModelExport that owns it (by label).
+OWNER_LABELS: dict[str, dict[str, Any]] = {
+    OWNER_DEPLOYMENT: MANAGED,
+    OWNER_EXPORT: {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_EXPORT: kopf.PRESENT},
+}
 
 
 def _watch_child(group: str, version: str, plural: str, kind: str, labels: dict[str, Any]) -> None:
@@ -242,8 +230,8 @@ def _watch_child(group: str, version: str, plural: str, kind: str, labels: dict[
     kopf.on.event(group, version, plural, labels=labels)(on_child)
 
 
-for _child in CHILDREN:
-    _watch_child(*_child)
+for _child in CHILD_KINDS:
+    _watch_child(_child.group, _child.version, _child.plural, _child.kind, OWNER_LABELS[_child.owner or ""])
 
 
 @kopf.on.event("", "v1", "nodes")

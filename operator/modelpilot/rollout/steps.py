@@ -17,20 +17,18 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .. import clock
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 
-_DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str | None, field: str) -> float | None:
+    """Seconds in an optional duration field; None when unset."""
     if text is None or text == "":
         return None
-    parts = _DURATION.findall(str(text))
-    if not parts or "".join(a + b for a, b in parts) != str(text):
-        raise SpecError(field, f"invalid duration {text!r}", "use e.g. 30s, 5m, 1h30m")
-    return sum(int(n) * _UNIT[u] for n, u in parts)
+    try:
+        return clock.parse_duration(str(text))
+    except ValueError as e:
+        raise SpecError(field, str(e), "use e.g. 30s, 5m, 1h30m") from None
 
 
 @dataclass(frozen=True)

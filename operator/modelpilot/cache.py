@@ -1,26 +1,20 @@
-"""Level-triggered reconcile machinery: an in-memory store of watched objects and a work queue.
+"""The cache of watched objects: the latest body of every object the operator watches, slimmed to
+what reconciles read (the fields kept per kind come from kinds.py) and indexed by owner.
 
 Kopf's watch streams feed `Store` (every ADDED/MODIFIED/DELETED event) and enqueue the owning
-custom resource. Workers take keys from `WorkQueue` and run a reconcile that derives everything
-from the whole observed state, so a missed event or a restart changes nothing (Kopf's own docs
-warn against edge-triggered handler chains). A key is never reconciled twice at once; a key that
-changes while it is being reconciled runs again right after. Failures are retried with capped
-exponential backoff. This is the controller-runtime work queue, in a page of asyncio.
+custom resource (handlers/wiring.py); reconciles read only from here, so a reconcile derives
+everything from the whole observed state and a missed event or a restart changes nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import threading
-import time
 from collections import defaultdict
-from typing import Any, Awaitable, Callable, Hashable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import constants as c
 from . import metrics
-
-log = logging.getLogger(__name__)
+from .kinds import BY_KIND
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -84,23 +78,10 @@ class Store:
             return [v for k, v in self._objects.items() if k[0] == kind]
 
 
-# What reconciles read of each kind; everything else is dropped to keep memory flat at scale
-# (managedFields alone are most of a Deployment's size).
-_KEEP: dict[str, tuple[str, ...]] = {
-    "Deployment": ("metadata", "spec", "status"),
-    "Service": ("metadata", "spec"),
-    "ConfigMap": ("metadata",),
-    "HorizontalPodAutoscaler": ("metadata",),
-    "PodDisruptionBudget": ("metadata",),
-    "NetworkPolicy": ("metadata",),
-    "Job": ("metadata", "status"),
-    "Pod": ("metadata", "status"),
-    "Node": ("metadata", "spec", "status"),
-}
-
-
+# What reconciles read of each kind (kinds.Kind.keep); everything else is dropped to keep memory
+# flat at scale (managedFields alone are most of a Deployment's size).
 def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    keep = _KEEP.get(kind)
+    keep = BY_KIND[kind].keep if kind in BY_KIND else None
     out = {k: v for k, v in body.items() if keep is None or k in keep or k in ("apiVersion", "kind")}
     meta = dict(out.get("metadata") or {})
     meta.pop("managedFields", None)
@@ -120,73 +101,6 @@ def _rv(body: Mapping[str, Any] | None) -> int:
         return int(((body or {}).get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:
         return 0
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait after the n-th consecutive failure: 1, 2, 4 ... capped at 60."""
-    return min(60.0, 0.5 * 2 ** min(failures, 7))
-
-
-class WorkQueue:
-    """Deduplicating async queue with per-key exclusivity and backoff."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._pending: set[Hashable] = set()
-        self._active: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
-        self._failures: dict[Hashable, int] = defaultdict(int)
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
-
-    def add(self, key: Hashable) -> None:
-        if key in self._active:
-            self._dirty.add(key)
-            return
-        if key in self._pending:
-            return
-        self._pending.add(key)
-        self._queue.put_nowait(key)
-        metrics.QUEUE_DEPTH.set(len(self._pending))
-
-    def add_after(self, key: Hashable, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        old = self._timers.pop(key, None)
-        if old:
-            old.cancel()
-        self._timers[key] = loop.call_later(delay, self._fire, key)
-
-    def _fire(self, key: Hashable) -> None:
-        self._timers.pop(key, None)
-        self.add(key)
-
-    async def run(self, worker: Callable[[Hashable], Awaitable[float | None]], concurrency: int) -> None:
-        async def loop() -> None:
-            while True:
-                key = await self._queue.get()
-                self._pending.discard(key)
-                self._active.add(key)
-                metrics.QUEUE_DEPTH.set(len(self._pending))
-                try:
-                    requeue = await worker(key)
-                    self._failures.pop(key, None)
-                    if requeue:
-                        self.add_after(key, requeue)
-                except Exception as e:  # retried with backoff; the reconcile already reported it
-                    n = self._failures[key] = self._failures[key] + 1
-                    delay = backoff(n)
-                    log.warning("reconcile of %s failed (%s: %s); retry %d in %.1fs", key, type(e).__name__, e, n, delay)
-                    self.add_after(key, delay)
-                finally:
-                    self._active.discard(key)
-                    if key in self._dirty:
-                        self._dirty.discard(key)
-                        self.add(key)
-
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-
-
-def now_rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def keys_of(kind: str, bodies: Iterable[Mapping[str, Any]]) -> list[Key]:

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import constants as c
 from ..conditions import fit_status, foreign_owner, with_apply_failure
-from ..controller import Store
+from ..cache import Store
 from ..kube import KubeClient, merge_patch
 
 log = logging.getLogger(__name__)

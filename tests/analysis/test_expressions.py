@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelpilot.analysis.conditions import (FAILED, INCONCLUSIVE, SUCCESSFUL, ConditionError, evaluate,
+from modelpilot.analysis.expressions import (FAILED, INCONCLUSIVE, SUCCESSFUL, ConditionError, evaluate,
                                             judge_conditions, parse)
 
 pytestmark = pytest.mark.unit

@@ -1,0 +1,77 @@
+"""Every kind the operator reads or writes, in one table.
+
+The table drives the API paths (kube.py), the watches and the initial LIST (handlers/wiring.py),
+what the cache keeps of each object (cache.slim), which kinds a router may render and delete
+(traffic), what goes with a revision that leaves the history (rollout/history.py), and a test
+holds the chart's RBAC rules against it (tests/chart/test_rbac_kinds.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from . import constants as c
+
+# Who owns the children of a kind: selected by label, re-queued on change.
+OWNER_DEPLOYMENT: Final = "ModelDeployment"
+OWNER_EXPORT: Final = "ModelExport"
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    api_version: str  # "apps/v1"; "v1" for the core group
+    plural: str
+    namespaced: bool = True
+    owner: str | None = None  # None: not a child (our own CRDs, Nodes, Events)
+    keep: tuple[str, ...] | None = None  # top-level fields the cache keeps; None: all
+    per_revision: bool = False  # named <md>-r<N>; deleted with the revision when it leaves the history
+    router: bool = False  # rendered by a traffic router (traffic/base.ROUTE_KINDS)
+    watched: bool = True  # kept in the cache by a watch (Events are only written)
+    verbs: tuple[str, ...] = ("get", "list", "watch", "create", "update", "patch", "delete")
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @property
+    def path_prefix(self) -> str:
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+
+
+_READ = ("get", "list", "watch")
+
+KINDS: Final[tuple[Kind, ...]] = (
+    Kind("ModelDeployment", c.API_VERSION, "modeldeployments", keep=None, verbs=_READ + ("patch",)),
+    Kind("ModelExport", c.API_VERSION, "modelexports", keep=None, verbs=_READ + ("patch",)),
+    Kind("Deployment", "apps/v1", "deployments", owner=OWNER_DEPLOYMENT, keep=("metadata", "spec", "status"), per_revision=True),
+    Kind("Service", "v1", "services", owner=OWNER_DEPLOYMENT, keep=("metadata", "spec"), per_revision=True, router=True),
+    Kind("ConfigMap", "v1", "configmaps", owner=OWNER_DEPLOYMENT, keep=("metadata",), per_revision=True),
+    Kind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", owner=OWNER_DEPLOYMENT, keep=("metadata",), per_revision=True),
+    Kind("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", owner=OWNER_DEPLOYMENT, keep=("metadata",)),
+    Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", owner=OWNER_DEPLOYMENT, keep=("metadata",)),
+    Kind("HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", owner=OWNER_DEPLOYMENT, router=True),
+    Kind("VirtualService", "networking.istio.io/v1", "virtualservices", owner=OWNER_DEPLOYMENT, router=True),
+    Kind("Job", "batch/v1", "jobs", owner=OWNER_EXPORT, keep=("metadata", "status")),
+    Kind("Pod", "v1", "pods", owner=OWNER_EXPORT, keep=("metadata", "status"), verbs=_READ),
+    Kind("Node", "v1", "nodes", namespaced=False, keep=("metadata", "spec", "status"), verbs=_READ),
+    Kind("Namespace", "v1", "namespaces", namespaced=False, watched=False, verbs=("get",)),
+    Kind("Event", "v1", "events", watched=False, verbs=("create", "patch")),
+)
+BY_KIND: Final = {k.kind: k for k in KINDS}
+
+CHILD_KINDS: Final = tuple(k for k in KINDS if k.owner)
+CUSTOM_KINDS: Final = (OWNER_DEPLOYMENT, OWNER_EXPORT)
+# Listed at start-up and kept current by watches: our CRDs and every child kind.
+SYNCED_KINDS: Final = tuple(k.kind for k in KINDS if k.watched and (k.owner or k.kind in CUSTOM_KINDS))
+PER_REVISION_KINDS: Final = tuple(k.kind for k in KINDS if k.per_revision)
+ROUTER_KINDS: Final = tuple(k for k in KINDS if k.router)
+
+
+def get(kind: str) -> Kind:
+    return BY_KIND[kind]
