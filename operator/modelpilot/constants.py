@@ -50,6 +50,8 @@ REASON_VALID: Final = "Valid"
 REASON_APPLY_FAILED: Final = "ApplyFailed"
 REASON_NAME_CONFLICT: Final = "NameConflict"
 REASON_EXPORT_NOT_READY: Final = "ExportNotReady"
+REASON_ARTIFACT_READY: Final = "ArtifactReady"  # ExportReady=True
+REASON_ROLLOUT_ABORTED: Final = "RolloutAborted"  # Ready=False: the rollout was aborted, stable serves
 
 MSG_PODS_READY: Final = "{ready}/{desired} replicas of revision {revision} are ready"
 MSG_PODS_NOT_READY: Final = "{ready}/{desired} replicas of revision {revision} are ready; waiting"
@@ -63,6 +65,11 @@ def revision_name(deployment: str, revision: int) -> str:
 
 def config_map_name(deployment: str, revision: int) -> str:
     return f"{deployment}-r{revision}-model"
+
+
+def revision_child_name(kind: str, deployment: str, revision: int) -> str:
+    """Name of a revision's object of `kind` (kinds.PER_REVISION_KINDS)."""
+    return config_map_name(deployment, revision) if kind == "ConfigMap" else revision_name(deployment, revision)
 
 
 def job_name(export: str, generation: int) -> str:

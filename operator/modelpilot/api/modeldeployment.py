@@ -89,6 +89,10 @@ class ModelDeployment:
     def port(self) -> int:
         return int(self.traffic.get("port", 80))
 
+    @property
+    def router(self) -> str:
+        return str(self.traffic.get("router") or "replicas")
+
 
 def check_runtime_format(kind: str, fmt: str, field_path: str = "spec.model.format") -> None:
     """Raise SpecError when runtime `kind` cannot serve a `fmt` model.

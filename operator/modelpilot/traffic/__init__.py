@@ -2,8 +2,8 @@
 
 from ..api.errors import SpecError
 from .base import (PREVIEW_HEADER, PREVIEW_HEADER_VALUE, ROUTE_COMPONENTS, ROUTE_KINDS, Achieved, HeaderMatch, ReplicaPlan,
-                   TrafficRouter, TrafficState)
-from .common import header_matches_from_spec
+                   RouteHealth, TrafficRouter, TrafficState)
+from .common import header_matches_from_spec, routed_replicas
 from .gateway_api import GatewayAPIRouter
 from .istio import IstioRouter
 from .replicas import ReplicaRouter, approximate_replica_counts
@@ -20,6 +20,6 @@ def get_router(kind: str) -> TrafficRouter:
 
 
 __all__ = [
-    "PREVIEW_HEADER", "PREVIEW_HEADER_VALUE", "ROUTE_COMPONENTS", "ROUTE_KINDS", "Achieved", "HeaderMatch", "ReplicaPlan", "TrafficRouter",
-    "TrafficState", "approximate_replica_counts", "get_router", "header_matches_from_spec",
+    "PREVIEW_HEADER", "PREVIEW_HEADER_VALUE", "ROUTE_COMPONENTS", "ROUTE_KINDS", "Achieved", "HeaderMatch", "ReplicaPlan", "RouteHealth", "TrafficRouter",
+    "TrafficState", "approximate_replica_counts", "get_router", "header_matches_from_spec", "routed_replicas",
 ]

@@ -93,6 +93,15 @@ class Achieved:
 
 
 @dataclass(frozen=True)
+class RouteHealth:
+    """What the carrier of the routes (a Gateway, the mesh) says of them: RoutingReady."""
+
+    ready: bool = True
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class ReplicaPlan:
     stable: int
     canary: int
@@ -100,6 +109,9 @@ class ReplicaPlan:
 
 class TrafficRouter(Protocol):
     kind: str
+    # True when the split is made of pods (the replica router): a step's weight is in force only
+    # once stable has shrunk to its share; False when a proxy splits requests.
+    weights_by_pods: bool
 
     def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
         """None, or why this router cannot carry md (a SpecError naming the field and the fix),
@@ -120,3 +132,7 @@ class TrafficRouter(Protocol):
         """The split in force, from the observed routing objects (live bodies of what
         route_objects rendered) and ready replica counts; None when nothing can be said yet (the
         route or Service is not observed, or no pod is ready to serve)."""
+
+    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
+        """Whether whoever carries the live routing objects accepts them (a Gateway's
+        status.parents conditions, the mesh's validation messages); not ready names the reason."""

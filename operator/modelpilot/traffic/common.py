@@ -4,6 +4,8 @@ replica sizing for routers that split traffic in a proxy, and the rounding of ob
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Mapping, Sequence
 
 from .. import constants as c
@@ -159,3 +161,12 @@ def describe(state: TrafficState) -> str:
     if state.mirror_percent:
         parts.append(f"mirror {state.mirror_percent}%")
     return ", ".join(parts)
+
+
+_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+
+
+def condition_reason(text: str | None, default: str) -> str:
+    """`text` as a condition reason (metav1.Condition: CamelCase, at most 1024 characters), or
+    `default` when it cannot be one."""
+    return text if text and len(text) <= 1024 and _REASON.match(text) else default

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
-from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, TrafficState
-from .common import (check_ab_headers, cookie_regex, describe, entry_service, find_object, preview_service,
+from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, RouteHealth, TrafficState
+from .common import (check_ab_headers, condition_reason, cookie_regex, describe, entry_service, find_object, preview_service,
                      route_metadata, routed_replicas, service_name, share_percent)
 
 API_VERSION = "gateway.networking.k8s.io/v1"
@@ -34,6 +34,7 @@ MAX_HEADER_VALUE = 4096  # HTTPRoute header match value
 
 class GatewayAPIRouter:
     kind = "gatewayAPI"
+    weights_by_pods = False
 
     def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
         gateway = md.traffic.get("gateway") or {}
@@ -52,6 +53,13 @@ class GatewayAPIRouter:
 
     def replicas(self, md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
         return routed_replicas(md, state, total)
+
+    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
+        route = find_object(live, "HTTPRoute", md.name)
+        rejected = _rejections(route) if route is not None else []
+        if not rejected:
+            return RouteHealth()
+        return RouteHealth(False, rejected[0][0], f"HTTPRoute {md.name} is refused: " + "; ".join(m for _, m in rejected))
 
     def achieved(self, md: ModelDeployment, state: TrafficState, ready: ReplicaPlan,
                  observed: Sequence[Mapping[str, Any]]) -> Achieved | None:
@@ -74,7 +82,7 @@ class GatewayAPIRouter:
                          f"{f', mirror {mirror}%' if mirror else ''}; wanted {describe(state)}")
         if total == 0:
             notes.append(f"HTTPRoute {md.name} has no backend with a weight: the gateway answers 500")
-        notes.extend(_rejections(route))
+        notes.extend(message for _, message in _rejections(route))
         return Achieved(100 - canary_weight, canary_weight, mirror, exact=not notes, note="; ".join(notes))
 
 
@@ -153,13 +161,15 @@ def _describe_refs(weights: Mapping[str, int]) -> str:
     return ", ".join(f"{name} weight {w}" for name, w in sorted(weights.items())) or "no backends"
 
 
-def _rejections(route: Mapping[str, Any]) -> list[str]:
-    """Gateways that refused the route (Accepted=False or ResolvedRefs=False); silence is not refusal."""
+def _rejections(route: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(reason, message) of every Gateway that refused the route (Accepted=False or
+    ResolvedRefs=False); silence is not refusal."""
     out = []
     for parent in ((route.get("status") or {}).get("parents") or ()):
         ref = parent.get("parentRef") or {}
         where = "/".join(x for x in (ref.get("namespace"), ref.get("name")) if x)
         for cond in parent.get("conditions") or ():
             if cond.get("type") in ("Accepted", "ResolvedRefs") and cond.get("status") == "False":
-                out.append(f"Gateway {where}: {cond['type']}=False ({cond.get('reason', '')}: {cond.get('message', '')})")
+                out.append((condition_reason(cond.get("reason"), "RouteRejected"),
+                            f"Gateway {where}: {cond['type']}=False ({cond.get('reason', '')}: {cond.get('message', '')})"))
     return out

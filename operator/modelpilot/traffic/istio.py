@@ -27,8 +27,8 @@ from typing import Any, Mapping, Sequence
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
-from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, TrafficState
-from .common import (check_ab_headers, cookie_regex, describe, entry_service, find_object, preview_service,
+from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, RouteHealth, TrafficState
+from .common import (check_ab_headers, condition_reason, cookie_regex, describe, entry_service, find_object, preview_service,
                      route_metadata, routed_replicas, service_host, service_name, share_percent)
 
 API_VERSION = "networking.istio.io/v1"
@@ -40,6 +40,7 @@ _MATCH_TYPES = {"Exact": "exact", "RegularExpression": "regex"}
 
 class IstioRouter:
     kind = "istio"
+    weights_by_pods = False
 
     def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
         return check_ab_headers(md) or check_hosts(md, policy) or check_gateways(md, policy)
@@ -50,6 +51,18 @@ class IstioRouter:
 
     def replicas(self, md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
         return routed_replicas(md, state, total)
+
+    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
+        """Istio's analysis writes status.validationMessages where it runs (istiod with
+        PILOT_ENABLE_STATUS / istioctl analyze); an ERROR there means the mesh will not route."""
+        vs = find_object(live, "VirtualService", md.name)
+        errors = [m for m in (((vs or {}).get("status") or {}).get("validationMessages") or ()) if m.get("level") == "ERROR"]
+        if not errors:
+            return RouteHealth()
+        kind = errors[0].get("type") or {}
+        return RouteHealth(False, condition_reason(kind.get("name") or kind.get("code"), "ValidationError"),
+                           f"VirtualService {md.name} is invalid: " + "; ".join(
+                               f"{(m.get('type') or {}).get('code', '')} {m.get('description', '')}".strip() for m in errors))
 
     def achieved(self, md: ModelDeployment, state: TrafficState, ready: ReplicaPlan,
                  observed: Sequence[Mapping[str, Any]]) -> Achieved | None:

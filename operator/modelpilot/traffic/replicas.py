@@ -18,7 +18,7 @@ from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
-from .base import Achieved, ReplicaPlan, TrafficState
+from .base import Achieved, ReplicaPlan, RouteHealth, TrafficState
 from .common import entry_service, find_object, preview_service, serving_revision, share_percent
 
 _NEEDS_PROXY = {"shadow": "mirrors requests", "abTest": "routes by header or cookie"}
@@ -58,6 +58,7 @@ def approximate_replica_counts(total: int, weight: int, max_surge: int = 0) -> R
 
 class ReplicaRouter:
     kind = "replicas"
+    weights_by_pods = True
 
     def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
         if md.strategy in _NEEDS_PROXY:
@@ -84,6 +85,9 @@ class ReplicaRouter:
             preview = (md.rollout.get("blueGreen") or {}).get("previewReplicas")
             return ReplicaPlan(stable=max(total, 0), canary=(int(preview) if preview else total) if total > 0 else 0)
         return approximate_replica_counts(total, state.canary_weight, max_surge=1 if total == 1 else 0)
+
+    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
+        return RouteHealth()  # Services have no carrier that could refuse them
 
     def achieved(self, md: ModelDeployment, state: TrafficState, ready: ReplicaPlan,
                  observed: Sequence[Mapping[str, Any]]) -> Achieved | None:
