@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import constants as c
+from . import objectmeta
 from .api.modeldeployment import ModelDeployment
 from .config import OperatorConfig
 from .placement import scheduling_for, sum_quantities, with_ephemeral_storage
 from .runtimes import MODEL_REPOSITORY, Signature, get_runtime
+from .uris import pvc_claim
 
 CONFIG_MOUNT = "/etc/modelpilot/model-config"
 PVC_ROOT = "/mnt/pvc"  # where the storage initializer finds pvc://<claim>/... (modelpilot_exporters.sources)
@@ -44,37 +46,16 @@ def effective(md: ModelDeployment, export: ExportArtifact | None) -> ModelDeploy
 
 
 def owner_reference(md: ModelDeployment) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": "ModelDeployment",
-        "name": md.name,
-        "uid": md.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return objectmeta.owner_reference("ModelDeployment", md.name, md.uid)
 
 
 def labels(md: ModelDeployment, revision: int | None = None, component: str = "predictor") -> dict[str, str]:
-    out = {
-        c.LABEL_NAME: md.model.name,
-        c.LABEL_INSTANCE: md.name,
-        c.LABEL_COMPONENT: component,
-        c.LABEL_MANAGED_BY: c.MANAGED_BY,
-        c.LABEL_PART_OF: "modelpilot",
-        c.LABEL_DEPLOYMENT: md.name,
-    }
-    if revision is not None:
-        out[c.LABEL_REVISION] = str(revision)
-    return out
+    extra = {c.LABEL_DEPLOYMENT: md.name} | ({c.LABEL_REVISION: str(revision)} if revision is not None else {})
+    return objectmeta.standard_labels(md.model.name, md.name, component, **extra)
 
 
 def _meta(md: ModelDeployment, name: str, revision: int | None, component: str = "predictor") -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": md.namespace,
-        "labels": labels(md, revision, component),
-        "ownerReferences": [owner_reference(md)],
-    }
+    return objectmeta.object_meta(name, md.namespace, labels(md, revision, component), owner_reference(md))
 
 
 def _config_key(path: str) -> str:
@@ -112,7 +93,7 @@ def _source_claims(md: ModelDeployment, export: ExportArtifact | None, mount: bo
     if not mount:
         return []
     uris = [md.model.uri or "", export.manifest_uri if export else ""]
-    return sorted({u[len("pvc://"):].split("/", 1)[0] for u in uris if u.startswith("pvc://")})
+    return sorted({claim for u in uris if (claim := pvc_claim(u))})
 
 
 def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: ExportArtifact | None,
@@ -139,7 +120,7 @@ def _storage_initializer(md: ModelDeployment, config: OperatorConfig, export: Ex
         "command": ["modelpilot-storage-init"],
         "args": args,
         "resources": _disk_bounded({"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}, config),
-        "securityContext": _container_security(),
+        "securityContext": objectmeta.container_security_context(),
         "volumeMounts": [
             {"name": "model-repository", "mountPath": MODEL_REPOSITORY},
             {"name": "model-config", "mountPath": CONFIG_MOUNT, "readOnly": True},
@@ -159,18 +140,6 @@ def _disk_bounded(resources: dict[str, Any], config: OperatorConfig) -> dict[str
     against the pod's ephemeral-storage limit: so each limit covers them, plus headroom."""
     es = config.ephemeral_storage
     return with_ephemeral_storage(resources, es.request, sum_quantities(es.headroom, es.model_repository, es.scratch))
-
-
-def _container_security() -> dict[str, Any]:
-    # All three runtimes run with a read-only root filesystem: everything they write goes to the /tmp
-    # and /dev/shm emptyDirs (TorchServe after LOG_LOCATION, METRICS_LOCATION and --ncs, see
-    # runtimes/torchserve.py), and the model repository is written only by the init container.
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
 
 
 def _selector(md: ModelDeployment, revision: int) -> dict[str, str]:
@@ -193,7 +162,10 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
     if sched.limits:
         resources["limits"] = sched.limits
     server["resources"] = _disk_bounded(resources, config)
-    server["securityContext"] = _container_security()
+    # All three runtimes run with a read-only root filesystem: everything they write goes to the /tmp
+    # and /dev/shm emptyDirs (TorchServe after LOG_LOCATION, METRICS_LOCATION and --ncs, see
+    # runtimes/torchserve.py), and the model repository is written only by the init container.
+    server["securityContext"] = objectmeta.container_security_context()
     server["volumeMounts"] = [
         {"name": "model-repository", "mountPath": MODEL_REPOSITORY, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -203,8 +175,7 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
     pod_labels = labels(md, revision)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": objectmeta.pod_security_context(),
         "initContainers": [_storage_initializer(md, config, export, claims)],
         "containers": [server],
         "volumes": [

@@ -56,3 +56,11 @@ def redact_json(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [redact_json(v) for v in obj]
     return obj
+
+
+PVC_SCHEME = "pvc://"
+
+
+def pvc_claim(uri: str) -> str | None:
+    """The PersistentVolumeClaim a ``pvc://<claim>/<path>`` URI names; None for other schemes."""
+    return uri[len(PVC_SCHEME):].split("/", 1)[0] if uri.startswith(PVC_SCHEME) else None

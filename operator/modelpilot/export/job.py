@@ -12,9 +12,11 @@ from typing import Any, Mapping
 import yaml
 
 from .. import constants as c
+from .. import objectmeta
 from ..api.errors import SpecError
 from ..config import OperatorConfig
 from ..placement import sum_quantities, with_ephemeral_storage
+from ..uris import pvc_claim
 
 SPEC_MOUNT = "/etc/modelpilot/export"
 SPEC_FILE = "modelexport.yaml"
@@ -27,22 +29,8 @@ BAD_INPUT_EXIT_CODE = 2
 
 def _meta(body: Mapping[str, Any], name: str) -> dict[str, Any]:
     meta = body["metadata"]
-    return {
-        "name": name,
-        "namespace": meta["namespace"],
-        "labels": {
-            c.LABEL_NAME: "modelpilot-exporter",
-            c.LABEL_INSTANCE: meta["name"],
-            c.LABEL_COMPONENT: "export",
-            c.LABEL_MANAGED_BY: c.MANAGED_BY,
-            c.LABEL_PART_OF: "modelpilot",
-            c.LABEL_EXPORT: meta["name"],
-        },
-        "ownerReferences": [{
-            "apiVersion": c.API_VERSION, "kind": "ModelExport", "name": meta["name"], "uid": meta.get("uid", ""),
-            "controller": True, "blockOwnerDeletion": True,
-        }],
-    }
+    labels = objectmeta.standard_labels("modelpilot-exporter", meta["name"], "export", **{c.LABEL_EXPORT: meta["name"]})
+    return objectmeta.object_meta(name, meta["namespace"], labels, objectmeta.owner_reference("ModelExport", meta["name"], meta.get("uid", "")))
 
 
 def export_manifest(body: Mapping[str, Any]) -> str:
@@ -66,16 +54,16 @@ def claim_fields(spec: Mapping[str, Any]) -> dict[str, list[str]]:
     uris.append(("spec.output.uri", (spec.get("output") or {}).get("uri") or ""))
     out: dict[str, list[str]] = {}
     for field_path, uri in uris:
-        if uri.startswith("pvc://"):
-            out.setdefault(uri[len("pvc://"):].split("/", 1)[0], []).append(field_path)
+        claim = pvc_claim(uri)
+        if claim:
+            out.setdefault(claim, []).append(field_path)
     return out
 
 
 def _pvc_claims(spec: Mapping[str, Any]) -> tuple[list[str], str | None]:
     """Claims named by pvc:// URIs in the spec: (all claims, the output's claim)."""
     out_uri = (spec.get("output") or {}).get("uri") or ""
-    out_claim = out_uri[len("pvc://"):].split("/", 1)[0] if out_uri.startswith("pvc://") else None
-    return sorted(claim_fields(spec)), out_claim
+    return sorted(claim_fields(spec)), pvc_claim(out_uri)
 
 
 def _env_from(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -158,8 +146,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
         "volumeMounts": mounts,
         # If the exporter dies before writing its result, the end of its log becomes the message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": objectmeta.container_security_context(),
     }
     if not container["envFrom"]:
         del container["envFrom"]
@@ -167,8 +154,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
     pod.update({
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": objectmeta.pod_security_context(),
         "containers": [container],
         "volumes": volumes,
     })

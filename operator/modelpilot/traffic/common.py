@@ -12,6 +12,7 @@ from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..render import build_entry_service, labels, owner_reference
+from ..objectmeta import object_meta
 from .base import HeaderMatch, ReplicaPlan, TrafficState
 
 # Characters with a meaning in RE2; everything else in a cookie name or value is literal.
@@ -76,12 +77,7 @@ def preview_service(md: ModelDeployment, state: TrafficState) -> dict[str, Any] 
 
 
 def route_metadata(md: ModelDeployment) -> dict[str, Any]:
-    return {
-        "name": md.name,
-        "namespace": md.namespace,
-        "labels": labels(md, None, component="router"),
-        "ownerReferences": [owner_reference(md)],
-    }
+    return object_meta(md.name, md.namespace, labels(md, None, component="router"), owner_reference(md))
 
 
 def re2_escape(text: str) -> str:
