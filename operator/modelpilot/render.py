@@ -14,6 +14,7 @@ from typing import Any
 from . import constants as c
 from . import objectmeta
 from .api.modeldeployment import ModelDeployment
+from .api.rollout import ScalingMetric
 from .config import OperatorConfig
 from .placement import scheduling_for, sum_quantities, with_ephemeral_storage
 from .runtimes import MODEL_REPOSITORY, Signature, get_runtime
@@ -306,7 +307,7 @@ def build_pod_disruption_budget(md: ModelDeployment, revision: int, replicas: in
     (spec.replicas, or autoscaling.minReplicas when an HPA owns the count). Pods that are not ready
     may always be evicted: a broken revision must not hold a node hostage.
     """
-    floor = replicas if replicas is not None else int((md.autoscaling or {}).get("minReplicas", 1))
+    floor = replicas if replicas is not None else (md.autoscaling.min_replicas if md.autoscaling else 1)
     if floor <= 1:
         return None
     return {
@@ -330,27 +331,29 @@ def build_autoscaler(md: ModelDeployment, revision: int) -> dict[str, Any] | Non
     a = md.autoscaling
     if not a:
         return None
-    metric_specs = []
-    for m in a.get("metrics") or [{"type": "cpu", "targetAverageUtilization": 80}]:
-        t = m.get("type")
-        if t in ("cpu", "memory"):
-            metric_specs.append({"type": "Resource", "resource": {"name": t, "target": {
-                "type": "Utilization", "averageUtilization": int(m.get("targetAverageUtilization", 80))}}})
-        elif t == "pods":
-            metric_specs.append({"type": "Pods", "pods": {"metric": {"name": m["name"]}, "target": {
-                "type": "AverageValue", "averageValue": str(m.get("targetAverageValue"))}}})
-        elif t == "external":
-            target = ({"type": "Value", "value": str(m["targetValue"])} if m.get("targetValue") is not None
-                      else {"type": "AverageValue", "averageValue": str(m.get("targetAverageValue"))})
-            metric_specs.append({"type": "External", "external": {"metric": {"name": m["name"]}, "target": target}})
+    metric_specs = [_hpa_metric(m) for m in a.metrics or (ScalingMetric("cpu", target_average_utilization=80),)]
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": _meta(md, c.revision_name(md.name, revision), revision),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": c.revision_name(md.name, revision)},
-            "minReplicas": int(a.get("minReplicas", 1)),
-            "maxReplicas": int(a.get("maxReplicas", max(1, int(a.get("minReplicas", 1))))),
-            "metrics": metric_specs,
+            "minReplicas": a.min_replicas,
+            "maxReplicas": a.max_replicas,
+            "metrics": [m for m in metric_specs if m is not None],
         },
     }
+
+
+def _hpa_metric(m: ScalingMetric) -> dict[str, Any] | None:
+    if m.type in ("cpu", "memory"):
+        return {"type": "Resource", "resource": {"name": m.type, "target": {
+            "type": "Utilization", "averageUtilization": int(m.target_average_utilization or 80)}}}
+    if m.type == "pods":
+        return {"type": "Pods", "pods": {"metric": {"name": m.name}, "target": {
+            "type": "AverageValue", "averageValue": str(m.target_average_value)}}}
+    if m.type == "external":
+        target = ({"type": "Value", "value": m.target_value} if m.target_value is not None
+                  else {"type": "AverageValue", "averageValue": str(m.target_average_value)})
+        return {"type": "External", "external": {"metric": {"name": m.name}, "target": target}}
+    return None

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from ..hashing import spec_hash
 from .errors import SpecError
+from .rollout import Autoscaling, RolloutSpec, TrafficSpec, parse_autoscaling, parse_rollout, parse_traffic
 
 RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
     "triton": ("onnx", "torchscript", "savedmodel"),
@@ -50,13 +51,17 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Gpu:
-    count: int
-    product: str | None
-    mig_profile: str | None
+    """spec.placement.gpu: how many GPUs, of which product, or one MIG slice of which profile."""
+
+    count: int = 0
+    product: str | None = None
+    mig_profile: str | None = None
 
 
 @dataclass(frozen=True)
 class Placement:
+    """spec.placement: the node pool (operator config), the GPU, and the server's resources."""
+
     node_pool: str | None
     gpu: Gpu
     requests: Mapping[str, str]
@@ -72,11 +77,11 @@ class ModelDeployment:
     model: ModelRef
     runtime: Runtime
     replicas: int
-    autoscaling: Mapping[str, Any] | None
+    autoscaling: Autoscaling | None
     placement: Placement
     strategy: str
-    rollout: Mapping[str, Any]
-    traffic: Mapping[str, Any]
+    rollout: RolloutSpec
+    traffic: TrafficSpec
     revision_history_limit: int
     serving_spec: Mapping[str, Any] = field(repr=False)
 
@@ -87,11 +92,11 @@ class ModelDeployment:
 
     @property
     def port(self) -> int:
-        return int(self.traffic.get("port", 80))
+        return self.traffic.port
 
     @property
     def router(self) -> str:
-        return str(self.traffic.get("router") or "replicas")
+        return self.traffic.router
 
 
 def check_runtime_format(kind: str, fmt: str, field_path: str = "spec.model.format") -> None:
@@ -123,14 +128,42 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
     name = meta.get("name") or ""
     if not name:
         raise SpecError("metadata.name", "is required")
+    model = _parse_model(spec.get("model") or {}, name)
+    r = spec.get("runtime") or {}
+    runtime = _parse_runtime(r)
+    if model.format:
+        check_runtime_format(runtime.kind, model.format)
+    p = spec.get("placement") or {}
+    placement = _parse_placement(p)
+    rollout = spec.get("rollout") or {}
+    strategy = rollout.get("strategy") or "direct"
+    if strategy not in STRATEGIES:
+        raise SpecError("spec.rollout.strategy", f"unknown strategy {strategy!r}", f"use one of {', '.join(STRATEGIES)}")
+    return ModelDeployment(
+        name=name,
+        namespace=meta.get("namespace") or "default",
+        uid=meta.get("uid") or "",
+        generation=int(meta.get("generation") or 0),
+        model=model,
+        runtime=runtime,
+        replicas=_int(spec.get("replicas"), "spec.replicas", 1, 0),
+        autoscaling=parse_autoscaling(spec.get("autoscaling")),
+        placement=placement,
+        strategy=strategy,
+        rollout=parse_rollout(rollout, strategy),
+        traffic=parse_traffic(spec.get("traffic") or {}),
+        revision_history_limit=_int(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 10, 0),
+        serving_spec={"model": spec.get("model") or {}, "runtime": r, "placement": p},
+    )
 
-    m = spec.get("model") or {}
+
+def _parse_model(m: Mapping[str, Any], name: str) -> ModelRef:
     export_ref = m.get("exportRef") or None
     if bool(export_ref) == bool(m.get("uri")):
         raise SpecError("spec.model", "set exactly one of exportRef or uri")
     if m.get("uri") and not m.get("format"):
         raise SpecError("spec.model.format", "is required with spec.model.uri", "set it to onnx, torchscript, pt2, savedmodel, tflite or mar")
-    model = ModelRef(
+    return ModelRef(
         name=m.get("name") or name,
         uri=m.get("uri"),
         format=m.get("format"),
@@ -142,14 +175,13 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
         limits=tuple(sorted((k, str(v)) for k, v in (m.get("limits") or {}).items())),
     )
 
-    r = spec.get("runtime") or {}
+
+def _parse_runtime(r: Mapping[str, Any]) -> Runtime:
     kind = r.get("kind")
     if kind not in RUNTIME_FORMATS:
         raise SpecError("spec.runtime.kind", f"unknown runtime {kind!r}", "use one of triton, torchserve, tfserving")
-    if model.format:
-        check_runtime_format(kind, model.format)
     db = r.get("dynamicBatching") or {}
-    runtime = Runtime(
+    return Runtime(
         kind=kind,
         image=r.get("image"),
         max_batch_size=_int(r.get("maxBatchSize"), "spec.runtime.maxBatchSize", 8, 0),
@@ -161,7 +193,8 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
         env=tuple((e["name"], str(e.get("value", ""))) for e in (r.get("env") or ())),
     )
 
-    p = spec.get("placement") or {}
+
+def _parse_placement(p: Mapping[str, Any]) -> Placement:
     g = p.get("gpu") or {}
     gpu = Gpu(count=_int(g.get("count"), "spec.placement.gpu.count", 0, 0), product=g.get("product"), mig_profile=g.get("migProfile"))
     if gpu.mig_profile and gpu.count != 1:
@@ -169,32 +202,9 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
     if gpu.product and gpu.count < 1:
         raise SpecError("spec.placement.gpu.product", "names a GPU but no GPU is requested", "set spec.placement.gpu.count >= 1")
     res = p.get("resources") or {}
-    placement = Placement(
+    return Placement(
         node_pool=p.get("nodePool"),
         gpu=gpu,
         requests={k: str(v) for k, v in (res.get("requests") or {}).items()},
         limits={k: str(v) for k, v in (res.get("limits") or {}).items()},
-    )
-
-    rollout = spec.get("rollout") or {}
-    strategy = rollout.get("strategy") or "direct"
-    if strategy not in STRATEGIES:
-        raise SpecError("spec.rollout.strategy", f"unknown strategy {strategy!r}", f"use one of {', '.join(STRATEGIES)}")
-
-    serving_spec = {"model": m, "runtime": r, "placement": p}
-    return ModelDeployment(
-        name=name,
-        namespace=meta.get("namespace") or "default",
-        uid=meta.get("uid") or "",
-        generation=int(meta.get("generation") or 0),
-        model=model,
-        runtime=runtime,
-        replicas=_int(spec.get("replicas"), "spec.replicas", 1, 0),
-        autoscaling=spec.get("autoscaling") or None,
-        placement=placement,
-        strategy=strategy,
-        rollout=rollout,
-        traffic=spec.get("traffic") or {},
-        revision_history_limit=_int(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 10, 0),
-        serving_spec=serving_spec,
     )

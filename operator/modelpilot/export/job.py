@@ -14,6 +14,7 @@ import yaml
 from .. import constants as c
 from .. import objectmeta
 from ..api.errors import SpecError
+from ..api.modelexport import ModelExport, parse_model_export
 from ..config import OperatorConfig
 from ..placement import sum_quantities, with_ephemeral_storage
 from ..uris import pvc_claim
@@ -45,33 +46,26 @@ def export_manifest(body: Mapping[str, Any]) -> str:
     return yaml.safe_dump(doc, sort_keys=True)
 
 
-def claim_fields(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+def claim_fields(me: ModelExport) -> dict[str, list[str]]:
     """Claim -> the spec fields whose pvc:// URI names it (so that a message can say which to fix)."""
-    uris: list[tuple[str, str]] = [("spec.source.uri", (spec.get("source") or {}).get("uri") or ""),
-                                   ("spec.validation.samplesUri", (spec.get("validation") or {}).get("samplesUri") or "")]
-    for i, t in enumerate(spec.get("targets") or []):
-        uris.append((f"spec.targets[{i}].quantization.calibration.uri", ((t.get("quantization") or {}).get("calibration") or {}).get("uri") or ""))
-    uris.append(("spec.output.uri", (spec.get("output") or {}).get("uri") or ""))
     out: dict[str, list[str]] = {}
-    for field_path, uri in uris:
+    for field_path, uri in me.uris:
         claim = pvc_claim(uri)
         if claim:
             out.setdefault(claim, []).append(field_path)
     return out
 
 
-def _pvc_claims(spec: Mapping[str, Any]) -> tuple[list[str], str | None]:
+def _pvc_claims(me: ModelExport) -> tuple[list[str], str | None]:
     """Claims named by pvc:// URIs in the spec: (all claims, the output's claim)."""
-    out_uri = (spec.get("output") or {}).get("uri") or ""
-    return sorted(claim_fields(spec)), pvc_claim(out_uri)
+    return sorted(claim_fields(me)), pvc_claim(me.output_uri)
 
 
-def _env_from(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _env_from(me: ModelExport) -> list[dict[str, Any]]:
     """The source secret as plain env (AWS_ACCESS_KEY_ID, ...); the output secret with the prefix
     MODELPILOT_OUTPUT_, so that two secrets with the same keys do not collide."""
     out: list[dict[str, Any]] = []
-    src = ((spec.get("source") or {}).get("secretRef") or {}).get("name")
-    dst = ((spec.get("output") or {}).get("secretRef") or {}).get("name")
+    src, dst = me.source_secret, me.output_secret
     if src:
         out.append({"secretRef": {"name": src}})
     if dst:
@@ -79,11 +73,11 @@ def _env_from(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _image(spec: Mapping[str, Any], config: OperatorConfig) -> str:
+def _image(me: ModelExport, config: OperatorConfig) -> str:
     """spec.image if the operator config allows it (it runs with the namespace's Secrets), else the default."""
-    image = spec.get("image")
+    image = me.image
     if not image:
-        return config.exporter_image((spec.get("source") or {}).get("format") or "onnx")
+        return config.exporter_image(me.source_format)
     if not config.export_image_allowed(image):
         raise SpecError("spec.image", f"image {image!r} is not allowed by the operator config",
                         f"leave spec.image unset for the default exporter, use an image matching one of "
@@ -108,9 +102,9 @@ def build_spec_config_map(body: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig) -> dict[str, Any]:
-    spec = body.get("spec") or {}
-    claims, out_claim = _pvc_claims(spec)
-    pool_name = spec.get("nodePool")
+    me = parse_model_export(body)
+    claims, out_claim = _pvc_claims(me)
+    pool_name = me.node_pool
     pod: dict[str, Any] = {}
     if pool_name:
         pool = config.node_pools.get(pool_name)
@@ -121,7 +115,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
             pod["nodeSelector"] = dict(pool.node_selector)
         if pool.tolerations:
             pod["tolerations"] = [dict(t) for t in pool.tolerations]
-    resources = spec.get("resources") or DEFAULT_RESOURCES
+    resources = me.resources or DEFAULT_RESOURCES
     mounts = [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
         {"name": "spec", "configMap": {"name": name}},
@@ -132,7 +126,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
         volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": claim != out_claim}})
     container = {
         "name": CONTAINER,
-        "image": _image(spec, config),
+        "image": _image(me, config),
         "command": ["modelpilot-export"],
         "args": ["-f", f"{SPEC_MOUNT}/{SPEC_FILE}"],
         "env": [
@@ -140,7 +134,7 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
             {"name": "MODELPILOT_TERMINATION_LOG", "value": "/dev/termination-log"},
             {"name": "HOME", "value": "/tmp"},
         ],
-        "envFrom": _env_from(spec),
+        "envFrom": _env_from(me),
         "resources": with_ephemeral_storage(resources, config.ephemeral_storage.request, sum_quantities(
             config.ephemeral_storage.headroom, config.ephemeral_storage.export_scratch)),
         "volumeMounts": mounts,
@@ -163,9 +157,9 @@ def build_export_job(body: Mapping[str, Any], name: str, config: OperatorConfig)
         "kind": "Job",
         "metadata": meta,
         "spec": {
-            "backoffLimit": int(spec.get("backoffLimit", 1)),
-            "activeDeadlineSeconds": int(spec.get("activeDeadlineSeconds", 3600)),
-            "ttlSecondsAfterFinished": int(spec.get("ttlSecondsAfterFinished", 86400)),
+            "backoffLimit": me.backoff_limit,
+            "activeDeadlineSeconds": me.active_deadline_seconds,
+            "ttlSecondsAfterFinished": me.ttl_seconds_after_finished,
             "podFailurePolicy": {"rules": [
                 {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [BAD_INPUT_EXIT_CODE]}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from .. import constants as c
 from ..api.errors import SpecError
+from ..api.modelexport import parse_model_export
 from ..conditions import changed_conditions, set_condition
 from ..config import OperatorConfig
 from .job import CONTAINER, build_export_job, build_export_network_policy, build_spec_config_map, claim_fields
@@ -98,42 +99,55 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
             plan.delete.append(("ConfigMap", meta["namespace"], c.job_name(name, g)))
 
     current = observed.jobs.get(gen)
-    jst = (current or {}).get("status") or {}
-    conds = old_conds
-    if current is None:
-        phase, reason, message = "Pending", "JobCreated", f"Job {job_name} created"
-    elif _job_condition(current, "Complete"):
-        result, raw = _termination(observed.pods, "Succeeded")
-        if result is None or result.get("phase") != "Succeeded":
-            phase, reason = "Failed", "ResultMissing"
-            message = f"Job {job_name} succeeded but left no export result in its termination message" + (f": {raw}" if raw else "")
-        else:
-            phase, reason, message = "Succeeded", "ExportSucceeded", f"{len(result.get('artifacts') or [])} artifact(s) exported and validated"
-            status["artifacts"] = [{k: a[k] for k in ARTIFACT_FIELDS if a.get(k) is not None} for a in result.get("artifacts") or []]
-            if result.get("manifestUri"):
-                status["manifestUri"] = result["manifestUri"]
-    elif (failed := _job_condition(current, "Failed")) is not None:
-        result, raw = _termination(observed.pods, "Failed")
-        exporter_message = (result or {}).get("message") or raw
-        phase, reason = "Failed", "ExportFailed"
-        message = exporter_message or (f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})"
-                                       + _limit_behind(body, failed.get("reason")))
-    elif int(jst.get("active") or 0) > 0 and any((p.get("status") or {}).get("phase") == "Running" for p in observed.pods):
-        phase, reason, message = "Running", "JobRunning", f"Job {job_name} is running"
-    else:
-        phase, reason, message = "Pending", "JobPending", f"Job {job_name} is waiting for its pod"
-        why = _unscheduled_reason(observed.pods)
-        if why:
-            reason, message = "PodUnschedulable", f"Job {job_name} is waiting for its pod: {why} ({_fields_behind(body, why)})"
-
-    conds = set_condition(conds, c.COND_JOB_COMPLETE, phase in ("Succeeded", "Failed"), reason, message, gen, now)
-    conds = set_condition(conds, c.COND_READY, phase == "Succeeded", reason if phase != "Running" else "ExportRunning",
+    phase, reason, message = _job_phase(body, observed, current, job_name, status)
+    conds = set_condition(old_conds, c.COND_JOB_COMPLETE, phase in ("Succeeded", "Failed"), reason, message, gen, now)
+    conds = set_condition(conds, c.COND_READY, phase == "Succeeded", reason if phase != "Running" else c.REASON_EXPORT_RUNNING,
                           message, gen, now)
     status.update({"phase": phase, "observedGeneration": gen, "conditions": conds, "jobName": job_name})
     if phase == "Failed":
         status["message"] = message
     else:
         status.pop("message", None)
+    _stamp_times(status, current, phase, now)
+    plan.status = status
+    for cond in changed_conditions(old_conds, conds):
+        if cond["type"] == c.COND_READY and phase in ("Succeeded", "Failed"):
+            plan.events.append(("Normal" if phase == "Succeeded" else "Warning", reason, message))
+    return plan
+
+
+def _job_phase(body: Mapping[str, Any], observed: ExportObserved, current: Mapping[str, Any] | None, job_name: str,
+               status: dict[str, Any]) -> tuple[str, str, str]:
+    """(phase, reason, message) of the current generation's Job; a success records its artifacts in status."""
+    if current is None:
+        return "Pending", c.REASON_JOB_CREATED, f"Job {job_name} created"
+    if _job_condition(current, "Complete"):
+        result, raw = _termination(observed.pods, "Succeeded")
+        if result is None or result.get("phase") != "Succeeded":
+            return "Failed", c.REASON_RESULT_MISSING, (f"Job {job_name} succeeded but left no export result in its termination message"
+                                               + (f": {raw}" if raw else ""))
+        status["artifacts"] = [{k: a[k] for k in ARTIFACT_FIELDS if a.get(k) is not None} for a in result.get("artifacts") or []]
+        if result.get("manifestUri"):
+            status["manifestUri"] = result["manifestUri"]
+        return "Succeeded", c.REASON_EXPORT_SUCCEEDED, f"{len(result.get('artifacts') or [])} artifact(s) exported and validated"
+    failed = _job_condition(current, "Failed")
+    if failed is not None:
+        result, raw = _termination(observed.pods, "Failed")
+        exporter_message = (result or {}).get("message") or raw
+        return "Failed", c.REASON_EXPORT_FAILED, exporter_message or (
+            f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})" + _limit_behind(body, failed.get("reason")))
+    jst = current.get("status") or {}
+    if int(jst.get("active") or 0) > 0 and any((p.get("status") or {}).get("phase") == "Running" for p in observed.pods):
+        return "Running", c.REASON_JOB_RUNNING, f"Job {job_name} is running"
+    why = _unscheduled_reason(observed.pods)
+    if why:
+        return "Pending", c.REASON_POD_UNSCHEDULABLE, f"Job {job_name} is waiting for its pod: {why} ({_fields_behind(body, why)})"
+    return "Pending", c.REASON_JOB_PENDING, f"Job {job_name} is waiting for its pod"
+
+
+def _stamp_times(status: dict[str, Any], current: Mapping[str, Any] | None, phase: str, now: str) -> None:
+    """startTime and completionTime from the Job; a new Job clears the previous one's."""
+    jst = (current or {}).get("status") or {}
     if current is None:
         status.pop("startTime", None)
         status.pop("completionTime", None)
@@ -143,11 +157,6 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
         status["completionTime"] = jst.get("completionTime") or _failed_time(current) or now
     elif phase in ("Pending", "Running"):
         status.pop("completionTime", None)
-    plan.status = status
-    for cond in changed_conditions(old_conds, conds):
-        if cond["type"] == c.COND_READY and phase in ("Succeeded", "Failed"):
-            plan.events.append(("Normal" if phase == "Succeeded" else "Warning", reason, message))
-    return plan
 
 
 def _finished(status: Mapping[str, Any], gen: int, job_name: str) -> bool:
@@ -175,7 +184,7 @@ def _limit_behind(body: Mapping[str, Any], job_reason: str | None) -> str:
 
 def _fields_behind(body: Mapping[str, Any], why: str) -> str:
     """The spec fields a scheduler message points at: those naming a missing claim, else the placement."""
-    for claim, fields in claim_fields(body.get("spec") or {}).items():
+    for claim, fields in claim_fields(parse_model_export(body)).items():
         if f'persistentvolumeclaim "{claim}"' in why:
             return f"PersistentVolumeClaim {claim} is named by {', '.join(fields)}"
     return "check spec.nodePool and spec.resources"

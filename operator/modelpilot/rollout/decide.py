@@ -22,7 +22,6 @@ from .model import Reconcile, ready_replicas, rollout_complete, spec_replicas
 from .revisions import Revisions
 from .steps import Step, background_analysis
 
-DEFAULT_SCALE_DOWN_SECONDS = 30
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 
 
@@ -107,7 +106,7 @@ def _start_or_resume(rc: Reconcile, stable: int, target: int) -> int:
         rc.ro.pop("skip", None)
         rc.ro.pop("aborted", None)  # an earlier revision's abort does not hold back a new one
         rc.analysis = {}
-        rc.event("Normal", "RolloutStarted", f"revision {target} rolls out by {rc.md.strategy} "
+        rc.event("Normal", c.EVENT_ROLLOUT_STARTED, f"revision {target} rolls out by {rc.md.strategy} "
                  f"({len(rc.steps)} steps) next to stable revision {stable}")
     step_index = int(rc.ro.get("step") or 0)
     if "skip" in rc.ro:
@@ -125,7 +124,7 @@ def _background_analysis(rc: Reconcile, stable: int, target: int) -> None:
         return
     run = run_analysis(rc, "background", bg_spec, stable, target, True)
     if run is not None and run.get("phase") == "Failed":
-        abort(rc, target, "AnalysisFailed", f"background analysis failed: {run.get('message')}")
+        abort(rc, target, c.ABORT_ANALYSIS_FAILED, f"background analysis failed: {run.get('message')}")
     elif run is not None and run.get("phase") == "Inconclusive":
         rc.pause_reason = f"background analysis inconclusive: {run.get('message')}"
 
@@ -142,7 +141,7 @@ def _advance(rc: Reconcile, stable: int, target: int, step_index: int, routing: 
             done = _analysis_done(rc, s, step_index, stable, target)
         if not done:
             break
-        rc.event("Normal", "StepCompleted", f"revision {target}: step {step_index} ({s.label}) completed")
+        rc.event("Normal", c.EVENT_STEP_COMPLETED, f"revision {target}: step {step_index} ({s.label}) completed")
         step_index += 1
         rc.ro["stepStartedAt"] = rc.now_s
     return step_index
@@ -150,14 +149,14 @@ def _advance(rc: Reconcile, stable: int, target: int, step_index: int, routing: 
 
 def _traffic_step_done(rc: Reconcile, s: Step, index: int, stable: int, target: int, routing: RouteHealth) -> bool:
     started = to_epoch(rc.ro.get("stepStartedAt") or rc.now_s)
-    deadline = float(rc.md.rollout.get("progressDeadlineSeconds") or DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    deadline = float(rc.md.rollout.progress_deadline_seconds or DEFAULT_PROGRESS_DEADLINE_SECONDS)
     want = traffic_for(rc, stable, target, index, True)
     done = False
     if rollout_complete(rc.dep(target), routed_replicas(rc.md, want, rc.total()).canary):
         done = routing.ready and routes_in_force(rc, rc.router.route_objects(rc.md, want)) and _settled(rc, want, stable)
     if not done and rc.now - started > deadline:
         why = "" if routing.ready else f"; {routing.message}"
-        abort(rc, target, "ProgressDeadlineExceeded",
+        abort(rc, target, c.ABORT_PROGRESS_DEADLINE,
               f"step {index} ({s.label}) not done within progressDeadlineSeconds={int(deadline)}{why}")
     elif not done:
         rc.plan.wake(min(deadline - (rc.now - started) + 0.1, 5.0))
@@ -180,7 +179,7 @@ def _analysis_done(rc: Reconcile, s: Step, index: int, stable: int, target: int)
     if run is None:
         rc.pause_reason = f"step {index} ({s.label}): no Prometheus configured for analysis (prometheusUrl)"
     elif run.get("phase") == "Failed":
-        abort(rc, target, "AnalysisFailed", f"step {index} analysis failed: {run.get('message')}")
+        abort(rc, target, c.ABORT_ANALYSIS_FAILED, f"step {index} analysis failed: {run.get('message')}")
     elif run.get("phase") == "Inconclusive":
         rc.pause_reason = f"step {index} analysis inconclusive: {run.get('message')}"
     return run is not None and run.get("phase") == "Successful"
@@ -225,7 +224,7 @@ def traffic_for(rc: Reconcile, stable: int, canary: int | None, upto: int, weigh
                         header_matches=matches, cookie_match=cookie, preview=preview)
 
 
-def run_analysis(rc: Reconcile, key: str, spec: Mapping[str, Any], stable: int, canary: int, background: bool) -> dict | None:
+def run_analysis(rc: Reconcile, key: str, spec: Mapping[str, Any], stable: int, canary: int, background: bool) -> dict[str, Any] | None:
     if rc.obs.analyze is None:
         return None
     prev = (rc.analysis.get("runs") or {}).get(key)
@@ -235,7 +234,7 @@ def run_analysis(rc: Reconcile, key: str, spec: Mapping[str, Any], stable: int, 
     rc.analysis.setdefault("runs", {})[key] = run
     from ..analysis import describe, new_measurements  # local: keeps the planner importable alone
     for m in new_measurements(prev, run):
-        rc.event("Normal" if m.get("verdict") == "Successful" else "Warning", "AnalysisMeasurement", describe(m))
+        rc.event("Normal" if m.get("verdict") == "Successful" else "Warning", c.EVENT_ANALYSIS_MEASUREMENT, describe(m))
     if run.get("nextMeasurementAt") and run.get("phase") == "Running":
         rc.plan.wake(to_epoch(run["nextMeasurementAt"]) - rc.now)
     return run
@@ -249,12 +248,11 @@ def _promote(rc: Reconcile, revs: Revisions, d: Decision, target: int) -> Decisi
     old = d.stable if d.stable != target else None
     d.stable, d.canary, d.state = target, None, TrafficState(stable_revision=target)
     d.replicas_for[target] = total
-    delay = 0 if rc.md.strategy == "direct" else int(
-        (rc.md.rollout.get("blueGreen") or {}).get("scaleDownDelaySeconds", DEFAULT_SCALE_DOWN_SECONDS))
+    delay = 0 if rc.md.strategy == "direct" else rc.md.rollout.blue_green.scale_down_delay_seconds
     if old is not None:
         rc.ro.setdefault("scaleDown", {})[str(old)] = to_rfc3339(rc.now + delay)
         d.replicas_for[old] = total
-        rc.event("Normal", "RolloutPromoted", f"revision {target} is stable and takes all traffic; revision {old} scales down in {delay}s")
+        rc.event("Normal", c.EVENT_ROLLOUT_PROMOTED, f"revision {target} is stable and takes all traffic; revision {old} scales down in {delay}s")
     for k in ("revision", "step", "stepStartedAt", "skip", "aborted"):
         rc.ro.pop(k, None)
     if revs.pinned and target != revs.spec_rev:

@@ -16,7 +16,7 @@ from .steps import Step
 
 # run = analyze(spec, previous_run, ctx): the analysis state machine with the clock and the
 # Prometheus client bound (analysis.run.step); None when no Prometheus is configured.
-AnalyzeFn = Callable[[Mapping[str, Any], dict | None, dict], dict]
+AnalyzeFn = Callable[[Mapping[str, Any], dict[str, Any] | None, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Reconcile:
     def total(self) -> int:
         """Replicas of a serving revision: spec.replicas, or the autoscaler's minimum."""
         if self.md.autoscaling:
-            return max(int((self.md.autoscaling or {}).get("minReplicas", 1)), 1)
+            return max(self.md.autoscaling.min_replicas, 1)
         return self.md.replicas
 
     def paused(self) -> bool:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .. import clock
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
+from ..api.rollout import RolloutSpec
 
 def parse_duration(text: str | None, field: str) -> float | None:
     """Seconds in an optional duration field; None when unset."""
@@ -43,52 +44,63 @@ class Step:
 
 
 def compile_steps(md: ModelDeployment) -> list[Step]:
-    r = md.rollout
-    if md.strategy == "direct":
-        return []
-    if md.strategy == "canary":
-        out = []
-        for i, s in enumerate((r.get("canary") or {}).get("steps") or []):
-            f = f"spec.rollout.canary.steps[{i}]"
-            if "setWeight" in s:
-                out.append(Step("weight", f"setWeight {s['setWeight']}", weight=int(s["setWeight"]), field=f))
-            elif "pause" in s:
-                d = parse_duration((s["pause"] or {}).get("duration"), f + ".pause.duration")
-                out.append(Step("pause", f"pause {(s['pause'] or {}).get('duration') or 'until promoted'}", duration=d, field=f))
-            elif "analysis" in s:
-                out.append(Step("analysis", "analysis", analysis=s["analysis"], field=f + ".analysis"))
-        return out
-    if md.strategy == "blueGreen":
-        bg = r.get("blueGreen") or {}
-        out = [Step("preview", "preview", weight=0, field="spec.rollout.blueGreen")]
-        if bg.get("prePromotionAnalysis"):
-            out.append(Step("analysis", "prePromotionAnalysis", analysis=bg["prePromotionAnalysis"],
-                            field="spec.rollout.blueGreen.prePromotionAnalysis"))
-        if not bg.get("autoPromotionEnabled", True):
-            out.append(Step("pause", "pause until promoted", field="spec.rollout.blueGreen.autoPromotionEnabled"))
-        elif bg.get("autoPromotionSeconds"):
-            out.append(Step("pause", f"pause {bg['autoPromotionSeconds']}s", duration=float(bg["autoPromotionSeconds"]),
-                            field="spec.rollout.blueGreen.autoPromotionSeconds"))
-        return out
-    if md.strategy == "shadow":
-        sh = r.get("shadow") or {}
-        pct = int(sh.get("percent", 100))
-        d = parse_duration(sh.get("duration"), "spec.rollout.shadow.duration")
-        return [Step("mirror", f"mirror {pct}%", weight=0, mirror=pct, field="spec.rollout.shadow"),
-                Step("pause", f"mirror for {sh.get('duration') or 'until promoted'}", duration=d, field="spec.rollout.shadow.duration")]
-    if md.strategy == "abTest":
-        ab = r.get("abTest") or {}
-        d = parse_duration(ab.get("duration"), "spec.rollout.abTest.duration")
-        return [Step("match", "route matching requests", weight=int(ab.get("weight") or 0), field="spec.rollout.abTest"),
-                Step("pause", f"test for {ab.get('duration') or 'until promoted'}", duration=d, field="spec.rollout.abTest.duration")]
-    raise SpecError("spec.rollout.strategy", f"unknown strategy {md.strategy!r}")
+    compile_strategy = _COMPILERS.get(md.strategy)
+    if compile_strategy is None:
+        raise SpecError("spec.rollout.strategy", f"unknown strategy {md.strategy!r}")
+    return compile_strategy(md.rollout)
+
+
+def _canary(r: RolloutSpec) -> list[Step]:
+    out = []
+    for i, s in enumerate(r.canary_steps):
+        f = f"spec.rollout.canary.steps[{i}]"
+        if "setWeight" in s:
+            out.append(Step("weight", f"setWeight {s['setWeight']}", weight=int(s["setWeight"]), field=f))
+        elif "pause" in s:
+            d = parse_duration((s["pause"] or {}).get("duration"), f + ".pause.duration")
+            out.append(Step("pause", f"pause {(s['pause'] or {}).get('duration') or 'until promoted'}", duration=d, field=f))
+        elif "analysis" in s:
+            out.append(Step("analysis", "analysis", analysis=s["analysis"], field=f + ".analysis"))
+    return out
+
+
+def _blue_green(r: RolloutSpec) -> list[Step]:
+    bg = r.blue_green
+    out = [Step("preview", "preview", weight=0, field="spec.rollout.blueGreen")]
+    if bg.pre_promotion_analysis:
+        out.append(Step("analysis", "prePromotionAnalysis", analysis=bg.pre_promotion_analysis,
+                        field="spec.rollout.blueGreen.prePromotionAnalysis"))
+    if not bg.auto_promotion_enabled:
+        out.append(Step("pause", "pause until promoted", field="spec.rollout.blueGreen.autoPromotionEnabled"))
+    elif bg.auto_promotion_seconds:
+        out.append(Step("pause", f"pause {bg.auto_promotion_seconds}s", duration=float(bg.auto_promotion_seconds),
+                        field="spec.rollout.blueGreen.autoPromotionSeconds"))
+    return out
+
+
+def _shadow(r: RolloutSpec) -> list[Step]:
+    sh = r.shadow
+    d = parse_duration(sh.duration, "spec.rollout.shadow.duration")
+    return [Step("mirror", f"mirror {sh.percent}%", weight=0, mirror=sh.percent, field="spec.rollout.shadow"),
+            Step("pause", f"mirror for {sh.duration or 'until promoted'}", duration=d, field="spec.rollout.shadow.duration")]
+
+
+def _ab_test(r: RolloutSpec) -> list[Step]:
+    ab = r.ab_test
+    d = parse_duration(ab.duration, "spec.rollout.abTest.duration")
+    return [Step("match", "route matching requests", weight=ab.weight, field="spec.rollout.abTest"),
+            Step("pause", f"test for {ab.duration or 'until promoted'}", duration=d, field="spec.rollout.abTest.duration")]
+
+
+_COMPILERS: dict[str, Callable[[RolloutSpec], list[Step]]] = {
+    "direct": lambda r: [], "canary": _canary, "blueGreen": _blue_green, "shadow": _shadow, "abTest": _ab_test}
 
 
 def background_analysis(md: ModelDeployment) -> tuple[Mapping[str, Any] | None, str]:
-    if md.strategy == "abTest" and (md.rollout.get("abTest") or {}).get("analysis"):
-        return md.rollout["abTest"]["analysis"], "spec.rollout.abTest.analysis"
-    if md.strategy in ("canary", "shadow", "blueGreen") and md.rollout.get("analysis"):
-        return md.rollout["analysis"], "spec.rollout.analysis"
+    if md.strategy == "abTest" and md.rollout.ab_test.analysis:
+        return md.rollout.ab_test.analysis, "spec.rollout.abTest.analysis"
+    if md.strategy in ("canary", "shadow", "blueGreen") and md.rollout.analysis:
+        return md.rollout.analysis, "spec.rollout.analysis"
     return None, ""
 
 

@@ -1,0 +1,124 @@
+"""Typed views of spec.rollout, spec.traffic and spec.autoscaling of a ModelDeployment.
+
+Analysis blocks stay mappings: the analysis package validates and runs them as written
+(analysis/run.py), and their shape is Argo Rollouts' AnalysisTemplate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+Analysis = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class BlueGreen:
+    auto_promotion_enabled: bool = True
+    auto_promotion_seconds: int | None = None
+    scale_down_delay_seconds: int = 30
+    preview_replicas: int | None = None
+    pre_promotion_analysis: Analysis | None = None
+
+
+@dataclass(frozen=True)
+class Shadow:
+    percent: int = 100
+    duration: str | None = None
+    compare: bool = False
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    name: str
+    value: str
+    type: str = "Exact"
+
+
+@dataclass(frozen=True)
+class ABTest:
+    headers: tuple[HeaderRule, ...] = ()
+    cookie: tuple[str, str] | None = None  # (name, value)
+    weight: int = 0
+    duration: str | None = None
+    analysis: Analysis | None = None
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    strategy: str = "direct"
+    canary_steps: tuple[Mapping[str, Any], ...] = ()
+    blue_green: BlueGreen = BlueGreen()
+    shadow: Shadow = Shadow()
+    ab_test: ABTest = ABTest()
+    analysis: Analysis | None = None  # background analysis from the first step to promotion
+    progress_deadline_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class TrafficSpec:
+    router: str = "replicas"
+    port: int = 80
+    parent_refs: tuple[Mapping[str, Any], ...] = ()  # gateway.parentRefs
+    hostnames: tuple[str, ...] = ()  # gateway.hostnames
+    istio_gateways: tuple[str, ...] = ()
+    istio_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScalingMetric:
+    type: str  # cpu | memory | pods | external
+    name: str | None = None
+    target_average_utilization: int | None = None
+    target_average_value: str | None = None
+    target_value: str | None = None
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min_replicas: int = 1
+    max_replicas: int = 1
+    metrics: tuple[ScalingMetric, ...] = ()
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def parse_rollout(r: Mapping[str, Any], strategy: str) -> RolloutSpec:
+    bg, sh, ab = r.get("blueGreen") or {}, r.get("shadow") or {}, r.get("abTest") or {}
+    match = ab.get("match") or {}
+    cookie = match.get("cookie")
+    return RolloutSpec(
+        strategy=strategy,
+        canary_steps=tuple((r.get("canary") or {}).get("steps") or ()),
+        blue_green=BlueGreen(auto_promotion_enabled=bool(bg.get("autoPromotionEnabled", True)),
+                             auto_promotion_seconds=bg.get("autoPromotionSeconds") or None,
+                             scale_down_delay_seconds=int(bg.get("scaleDownDelaySeconds", 30)),
+                             preview_replicas=bg.get("previewReplicas") or None,
+                             pre_promotion_analysis=bg.get("prePromotionAnalysis") or None),
+        shadow=Shadow(percent=int(sh.get("percent", 100)), duration=sh.get("duration") or None, compare=bool(sh.get("compare", False))),
+        ab_test=ABTest(headers=tuple(HeaderRule(h["name"], str(h["value"]), h.get("type") or "Exact") for h in match.get("headers") or ()),
+                       cookie=(cookie["name"], str(cookie["value"])) if cookie else None,
+                       weight=int(ab.get("weight") or 0), duration=ab.get("duration") or None, analysis=ab.get("analysis") or None),
+        analysis=r.get("analysis") or None,
+        progress_deadline_seconds=int(r.get("progressDeadlineSeconds") or 600),
+    )
+
+
+def parse_traffic(t: Mapping[str, Any]) -> TrafficSpec:
+    gateway, istio = t.get("gateway") or {}, t.get("istio") or {}
+    return TrafficSpec(router=str(t.get("router") or "replicas"), port=int(t.get("port", 80)),
+                       parent_refs=tuple(gateway.get("parentRefs") or ()), hostnames=tuple(gateway.get("hostnames") or ()),
+                       istio_gateways=tuple(istio.get("gateways") or ()), istio_hosts=tuple(istio.get("hosts") or ()))
+
+
+def parse_autoscaling(a: Mapping[str, Any] | None) -> Autoscaling | None:
+    if not a:
+        return None
+    low = int(a.get("minReplicas", 1))
+    metrics = tuple(ScalingMetric(type=m.get("type", ""), name=m.get("name"),
+                                  target_average_utilization=m.get("targetAverageUtilization"),
+                                  target_average_value=_opt_str(m.get("targetAverageValue")),
+                                  target_value=_opt_str(m.get("targetValue"))) for m in a.get("metrics") or ())
+    return Autoscaling(min_replicas=low, max_replicas=int(a.get("maxReplicas", max(1, low))), metrics=metrics)
