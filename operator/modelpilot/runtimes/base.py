@@ -23,6 +23,8 @@ MODEL_REPOSITORY = "/models"
 
 @dataclass(frozen=True)
 class Ports:
+    """The server's container ports; None where it has no such port."""
+
     http: int
     grpc: int | None
     metrics: int | None

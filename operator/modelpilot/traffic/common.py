@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import re
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..render import build_entry_service, labels, owner_reference
 from ..objectmeta import object_meta
-from .base import HeaderMatch, ReplicaPlan, TrafficState
+from .base import Achieved, HeaderMatch, ReplicaPlan, TrafficState
 
 # Characters with a meaning in RE2; everything else in a cookie name or value is literal.
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
@@ -95,18 +95,15 @@ def cookie_regex(name: str, value: str) -> str:
 
 def header_matches_from_spec(md: ModelDeployment) -> tuple[tuple[HeaderMatch, ...], tuple[str, str] | None]:
     """spec.rollout.abTest.match as TrafficState fields: (header_matches, cookie_match)."""
-    match = (md.rollout.get("abTest") or {}).get("match") or {}
-    headers = tuple(HeaderMatch(h["name"], str(h["value"]), h.get("type") or "Exact") for h in match.get("headers") or ())
-    cookie = match.get("cookie")
-    return headers, ((cookie["name"], str(cookie["value"])) if cookie else None)
+    ab = md.rollout.ab_test
+    return tuple(HeaderMatch(h.name, h.value, h.type) for h in ab.headers), ab.cookie
 
 
 def check_ab_headers(md: ModelDeployment) -> SpecError | None:
     """Header names are case-insensitive: two spellings of one name are one header twice."""
-    match = (md.rollout.get("abTest") or {}).get("match") or {}
     seen: dict[str, str] = {}
-    for h in match.get("headers") or ():
-        name = str(h.get("name", ""))
+    for h in md.rollout.ab_test.headers:
+        name = h.name
         if name.lower() in seen:
             return SpecError("spec.rollout.abTest.match.headers",
                              f"{seen[name.lower()]!r} and {name!r} name the same header (header names are case-insensitive)",
@@ -126,8 +123,8 @@ def routed_replicas(md: ModelDeployment, state: TrafficState, total: int) -> Rep
     if total <= 0 or state.canary_revision is None:
         return ReplicaPlan(stable=max(total, 0), canary=0)
     if state.preview and state.canary_weight < 100:
-        preview = (md.rollout.get("blueGreen") or {}).get("previewReplicas")
-        return ReplicaPlan(stable=total, canary=int(preview) if preview else total)
+        preview = md.rollout.blue_green.preview_replicas
+        return ReplicaPlan(stable=total, canary=preview or total)
     share = max(state.canary_weight, state.mirror_percent)
     canary = -(-total * share // 100)
     if state.has_match:
@@ -166,3 +163,59 @@ def condition_reason(text: str | None, default: str) -> str:
     """`text` as a condition reason (metav1.Condition: CamelCase, at most 1024 characters), or
     `default` when it cannot be one."""
     return text if text and len(text) <= 1024 and _REASON.match(text) else default
+
+
+def named_rule(rules: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
+    """The rule called `name`, else the last one (the catch-all), else an empty rule."""
+    return next((r for r in rules if r.get("name") == name), rules[-1] if rules else {})
+
+
+class ProxyRouter:
+    """What the routers whose split a proxy makes (Gateway API, Istio) share: the entry Service
+    selects stable (in-cluster callers), the preview Service while previewing, the proxy's route
+    object (`build_route`), the sizing of `routed_replicas`, and `achieved` read from the live route
+    through the router's `split_of`, `signature` and `refusals`."""
+
+    weights_by_pods = False
+    route_kind = ""
+    empty_refs = "no backends"
+    no_weight_note = ""
+
+    def build_route(self, md: ModelDeployment, state: TrafficState) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], canary_service: str | None) -> tuple[dict[str, int], int]:
+        """(service -> weight, mirror percent to `canary_service`) of the route's split rule."""
+        raise NotImplementedError
+
+    # What decides where a request goes, in a form where the apiserver's defaults do not differ.
+    signature: Callable[[Mapping[str, Any]], Any]
+
+    def refusals(self, route: Mapping[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    def achieved(self, md: ModelDeployment, state: TrafficState, ready: ReplicaPlan,
+                 observed: Sequence[Mapping[str, Any]]) -> Achieved | None:
+        route = find_object(observed, self.route_kind, md.name)
+        if route is None:
+            return None
+        canary_service = service_name(md, state.canary_revision) if state.canary_revision is not None else None
+        weights, mirror = self.split_of(md, route, canary_service)
+        total = sum(weights.values())
+        canary_weight = share_percent(weights.get(canary_service, 0), total) if canary_service else 0
+        notes = []
+        if self.signature(route) != self.signature(self.build_route(md, state)):
+            refs = ", ".join(f"{name} weight {w}" for name, w in sorted(weights.items())) or self.empty_refs
+            notes.append(f"{self.route_kind} {md.name} is not updated yet: it carries {refs}"
+                         f"{f', mirror {mirror}%' if mirror else ''}; wanted {describe(state)}")
+        if total == 0:
+            notes.append(f"{self.route_kind} {md.name} {self.no_weight_note}")
+        notes.extend(self.refusals(route))
+        return Achieved(100 - canary_weight, canary_weight, mirror, exact=not notes, note="; ".join(notes))
+
+    def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
+        objs = [entry_service(md, state, split_by_pods=False), preview_service(md, state), self.build_route(md, state)]
+        return [o for o in objs if o is not None]
+
+    def replicas(self, md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
+        return routed_replicas(md, state, total)

@@ -21,9 +21,8 @@ from typing import Any, Mapping, Sequence
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
-from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, RouteHealth, TrafficState
-from .common import (check_ab_headers, condition_reason, cookie_regex, describe, entry_service, find_object, preview_service,
-                     route_metadata, routed_replicas, service_name, share_percent)
+from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, RouteHealth, TrafficState
+from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, route_metadata, service_name, share_percent)
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 RULE_AB = "ab-test"
@@ -32,86 +31,27 @@ RULE_SPLIT = "split"
 MAX_HEADER_VALUE = 4096  # HTTPRoute header match value
 
 
-class GatewayAPIRouter:
-    kind = "gatewayAPI"
-    weights_by_pods = False
-
-    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
-        gateway = md.traffic.get("gateway") or {}
-        if not gateway.get("parentRefs"):
-            return SpecError("spec.traffic.gateway.parentRefs", "router gatewayAPI needs the Gateway the HTTPRoute attaches to",
-                             "add spec.traffic.gateway.parentRefs: [{name: <gateway>, namespace: <its namespace>}]")
-        cookie = ((md.rollout.get("abTest") or {}).get("match") or {}).get("cookie")
-        if cookie and len(cookie_regex(cookie["name"], str(cookie["value"]))) > MAX_HEADER_VALUE:
-            return SpecError("spec.rollout.abTest.match.cookie", f"the cookie match becomes a regex longer than the "
-                             f"{MAX_HEADER_VALUE} characters an HTTPRoute header match may hold", "use a shorter cookie value")
-        return check_ab_headers(md)
-
-    def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
-        objs = [entry_service(md, state, split_by_pods=False), preview_service(md, state), build_http_route(md, state)]
-        return [o for o in objs if o is not None]
-
-    def replicas(self, md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
-        return routed_replicas(md, state, total)
-
-    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
-        route = find_object(live, "HTTPRoute", md.name)
-        rejected = _rejections(route) if route is not None else []
-        if not rejected:
-            return RouteHealth()
-        return RouteHealth(False, rejected[0][0], f"HTTPRoute {md.name} is refused: " + "; ".join(m for _, m in rejected))
-
-    def achieved(self, md: ModelDeployment, state: TrafficState, ready: ReplicaPlan,
-                 observed: Sequence[Mapping[str, Any]]) -> Achieved | None:
-        route = find_object(observed, "HTTPRoute", md.name)
-        if route is None:
-            return None
-        rules = (route.get("spec") or {}).get("rules") or []
-        split = next((r for r in rules if r.get("name") == RULE_SPLIT), rules[-1] if rules else {})
-        weights: dict[str, int] = {}
-        for ref in split.get("backendRefs") or ():
-            weights[ref.get("name", "")] = weights.get(ref.get("name", ""), 0) + int(ref.get("weight", 1))
-        total = sum(weights.values())
-        canary = weights.get(service_name(md, state.canary_revision), 0) if state.canary_revision is not None else 0
-        mirror = _mirror_percent(split, service_name(md, state.canary_revision)) if state.canary_revision is not None else 0
-        canary_weight = share_percent(canary, total)
-
-        notes = []
-        if _signature(route) != _signature(build_http_route(md, state)):
-            notes.append(f"HTTPRoute {md.name} is not updated yet: it carries {_describe_refs(weights)}"
-                         f"{f', mirror {mirror}%' if mirror else ''}; wanted {describe(state)}")
-        if total == 0:
-            notes.append(f"HTTPRoute {md.name} has no backend with a weight: the gateway answers 500")
-        notes.extend(message for _, message in _rejections(route))
-        return Achieved(100 - canary_weight, canary_weight, mirror, exact=not notes, note="; ".join(notes))
-
-
 def build_http_route(md: ModelDeployment, state: TrafficState) -> dict[str, Any]:
-    gateway = md.traffic.get("gateway") or {}
-    parent_refs = [{k: ref[k] for k in ("name", "namespace", "sectionName") if ref.get(k)} for ref in gateway.get("parentRefs") or ()]
-    spec: dict[str, Any] = {"parentRefs": parent_refs}
-    if gateway.get("hostnames"):
-        spec["hostnames"] = list(gateway["hostnames"])
-    rules: list[dict[str, Any]] = []
-    if state.canary_revision is not None and state.has_match:
-        rules.append({"name": RULE_AB, "matches": _ab_matches(state), "backendRefs": [_backend(md, state.canary_revision, 100)]})
-    if state.canary_revision is not None and state.preview:
-        rules.append({
-            "name": RULE_PREVIEW,
-            "matches": [{"headers": [{"type": "Exact", "name": PREVIEW_HEADER, "value": PREVIEW_HEADER_VALUE}]}],
-            "backendRefs": [_backend(md, state.canary_revision, 100)],
-        })
-    split: dict[str, Any] = {"name": RULE_SPLIT, "backendRefs": [_backend(md, state.stable_revision, state.stable_weight)]}
-    if state.canary_revision is not None:
-        split["backendRefs"].append(_backend(md, state.canary_revision, state.canary_weight))
-        if state.mirror_percent:
-            split["filters"] = [{"type": "RequestMirror", "requestMirror": {
-                "backendRef": {"name": service_name(md, state.canary_revision), "port": md.port},
-                "percent": state.mirror_percent,
-            }}]
-    rules.append(split)
-    spec["rules"] = rules
+    parent_refs = [{k: ref[k] for k in ("name", "namespace", "sectionName") if ref.get(k)} for ref in md.traffic.parent_refs]
+    spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": _rules(md, state)}
+    if md.traffic.hostnames:
+        spec["hostnames"] = list(md.traffic.hostnames)
     return {"apiVersion": API_VERSION, "kind": "HTTPRoute", "metadata": route_metadata(md), "spec": spec}
+
+
+def _rules(md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
+    split: dict[str, Any] = {"name": RULE_SPLIT, "backendRefs": [_backend(md, state.stable_revision, state.stable_weight)]}
+    canary = state.canary_revision
+    if canary is None:
+        return [split]
+    split["backendRefs"].append(_backend(md, canary, state.canary_weight))
+    if state.mirror_percent:
+        split["filters"] = [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"name": service_name(md, canary), "port": md.port}, "percent": state.mirror_percent}}]
+    preview = [{"headers": [{"type": "Exact", "name": PREVIEW_HEADER, "value": PREVIEW_HEADER_VALUE}]}]
+    first = [(RULE_AB, _ab_matches(state))] if state.has_match else []
+    first += [(RULE_PREVIEW, preview)] if state.preview else []
+    return [{"name": name, "matches": matches, "backendRefs": [_backend(md, canary, 100)]} for name, matches in first] + [split]
 
 
 def _backend(md: ModelDeployment, revision: int, weight: int) -> dict[str, Any]:
@@ -157,10 +97,6 @@ def _signature(route: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     return out
 
 
-def _describe_refs(weights: Mapping[str, int]) -> str:
-    return ", ".join(f"{name} weight {w}" for name, w in sorted(weights.items())) or "no backends"
-
-
 def _rejections(route: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(reason, message) of every Gateway that refused the route (Accepted=False or
     ResolvedRefs=False); silence is not refusal."""
@@ -173,3 +109,42 @@ def _rejections(route: Mapping[str, Any]) -> list[tuple[str, str]]:
                 out.append((condition_reason(cond.get("reason"), "RouteRejected"),
                             f"Gateway {where}: {cond['type']}=False ({cond.get('reason', '')}: {cond.get('message', '')})"))
     return out
+
+
+class GatewayAPIRouter(ProxyRouter):
+    """An HTTPRoute `<name>` attached to spec.traffic.gateway.parentRefs; the Gateway accepts it or not."""
+
+    kind = "gatewayAPI"
+    route_kind = "HTTPRoute"
+    no_weight_note = "has no backend with a weight: the gateway answers 500"
+
+    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
+        if not md.traffic.parent_refs:
+            return SpecError("spec.traffic.gateway.parentRefs", "router gatewayAPI needs the Gateway the HTTPRoute attaches to",
+                             "add spec.traffic.gateway.parentRefs: [{name: <gateway>, namespace: <its namespace>}]")
+        cookie = md.rollout.ab_test.cookie
+        if cookie and len(cookie_regex(*cookie)) > MAX_HEADER_VALUE:
+            return SpecError("spec.rollout.abTest.match.cookie", f"the cookie match becomes a regex longer than the "
+                             f"{MAX_HEADER_VALUE} characters an HTTPRoute header match may hold", "use a shorter cookie value")
+        return check_ab_headers(md)
+
+    build_route = staticmethod(build_http_route)
+    signature = staticmethod(_signature)
+
+
+    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], canary_service: str | None) -> tuple[dict[str, int], int]:
+        split = named_rule((route.get("spec") or {}).get("rules") or [], RULE_SPLIT)
+        weights: dict[str, int] = {}
+        for ref in split.get("backendRefs") or ():
+            weights[ref.get("name", "")] = weights.get(ref.get("name", ""), 0) + int(ref.get("weight", 1))
+        return weights, _mirror_percent(split, canary_service) if canary_service else 0
+
+    def refusals(self, route: Mapping[str, Any]) -> list[str]:
+        return [message for _, message in _rejections(route)]
+
+    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
+        route = find_object(live, "HTTPRoute", md.name)
+        rejected = _rejections(route) if route is not None else []
+        if not rejected:
+            return RouteHealth()
+        return RouteHealth(False, rejected[0][0], f"HTTPRoute {md.name} is refused: " + "; ".join(m for _, m in rejected))

@@ -27,71 +27,14 @@ from typing import Any, Mapping, Sequence
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
-from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, Achieved, ReplicaPlan, RouteHealth, TrafficState
-from .common import (check_ab_headers, condition_reason, cookie_regex, describe, entry_service, find_object, preview_service,
-                     route_metadata, routed_replicas, service_host, service_name, share_percent)
+from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, RouteHealth, TrafficState
+from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, route_metadata, service_host, service_name)
 
 API_VERSION = "networking.istio.io/v1"
 ROUTE_AB = "ab-test"
 ROUTE_PREVIEW = "preview"
 ROUTE_SPLIT = "split"
 _MATCH_TYPES = {"Exact": "exact", "RegularExpression": "regex"}
-
-
-class IstioRouter:
-    kind = "istio"
-    weights_by_pods = False
-
-    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
-        return check_ab_headers(md) or check_hosts(md, policy) or check_gateways(md, policy)
-
-    def route_objects(self, md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
-        objs = [entry_service(md, state, split_by_pods=False), preview_service(md, state), build_virtual_service(md, state)]
-        return [o for o in objs if o is not None]
-
-    def replicas(self, md: ModelDeployment, state: TrafficState, total: int) -> ReplicaPlan:
-        return routed_replicas(md, state, total)
-
-    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
-        """Istio's analysis writes status.validationMessages where it runs (istiod with
-        PILOT_ENABLE_STATUS / istioctl analyze); an ERROR there means the mesh will not route."""
-        vs = find_object(live, "VirtualService", md.name)
-        errors = [m for m in (((vs or {}).get("status") or {}).get("validationMessages") or ()) if m.get("level") == "ERROR"]
-        if not errors:
-            return RouteHealth()
-        kind = errors[0].get("type") or {}
-        return RouteHealth(False, condition_reason(kind.get("name") or kind.get("code"), "ValidationError"),
-                           f"VirtualService {md.name} is invalid: " + "; ".join(
-                               f"{(m.get('type') or {}).get('code', '')} {m.get('description', '')}".strip() for m in errors))
-
-    def achieved(self, md: ModelDeployment, state: TrafficState, ready: ReplicaPlan,
-                 observed: Sequence[Mapping[str, Any]]) -> Achieved | None:
-        vs = find_object(observed, "VirtualService", md.name)
-        if vs is None:
-            return None
-        routes = (vs.get("spec") or {}).get("http") or []
-        split = next((r for r in routes if r.get("name") == ROUTE_SPLIT), routes[-1] if routes else {})
-        weights: dict[str, int] = {}
-        dests = split.get("route") or []
-        for d in dests:
-            name = _service_of((d.get("destination") or {}).get("host", ""))
-            # Istio: a lone destination without a weight takes everything.
-            weights[name] = weights.get(name, 0) + int(d.get("weight", 100 if len(dests) == 1 else 0))
-        total = sum(weights.values())
-        canary_svc = service_name(md, state.canary_revision) if state.canary_revision is not None else None
-        canary_weight = share_percent(weights.get(canary_svc, 0), total) if canary_svc else 0
-        mirror = 0
-        if canary_svc and split.get("mirror") and _service_of(split["mirror"].get("host", "")) == canary_svc:
-            mirror = round(float((split.get("mirrorPercentage") or {}).get("value", 100.0)))
-
-        notes = []
-        if _signature(vs) != _signature(build_virtual_service(md, state)):
-            notes.append(f"VirtualService {md.name} is not updated yet: it carries "
-                         + (", ".join(f"{n} weight {w}" for n, w in sorted(weights.items())) or "no destinations")
-                         + (f", mirror {mirror}%" if mirror else "") + f"; wanted {describe(state)}")
-        if total == 0:
-            notes.append(f"VirtualService {md.name} has no destination with a weight")
-        return Achieved(100 - canary_weight, canary_weight, mirror, exact=not notes, note="; ".join(notes))
 
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -108,7 +51,7 @@ def _allowed(name: str, patterns: Sequence[str], namespace: str) -> bool:
 
 
 def check_hosts(md: ModelDeployment, policy: RoutePolicy) -> SpecError | None:
-    for i, host in enumerate((md.traffic.get("istio") or {}).get("hosts") or ()):
+    for i, host in enumerate(md.traffic.istio_hosts):
         h = str(host).lower()
         if not (_in_namespace(h, md.namespace) or _allowed(h, policy.allowed_hosts, md.namespace)):
             return SpecError(f"spec.traffic.istio.hosts[{i}]",
@@ -119,7 +62,7 @@ def check_hosts(md: ModelDeployment, policy: RoutePolicy) -> SpecError | None:
 
 
 def check_gateways(md: ModelDeployment, policy: RoutePolicy) -> SpecError | None:
-    for i, gw in enumerate((md.traffic.get("istio") or {}).get("gateways") or ()):
+    for i, gw in enumerate(md.traffic.istio_gateways):
         g = str(gw).lower()
         ns = g.split("/", 1)[0] if "/" in g else md.namespace
         if not (g == "mesh" or ns == md.namespace or _allowed(g, policy.allowed_gateways, md.namespace)):
@@ -131,33 +74,31 @@ def check_gateways(md: ModelDeployment, policy: RoutePolicy) -> SpecError | None
 
 
 def build_virtual_service(md: ModelDeployment, state: TrafficState) -> dict[str, Any]:
-    istio = md.traffic.get("istio") or {}
     # exportTo: only this namespace's proxies, and the namespaces of the (admitted) gateways it binds
     # to, see the routes. Istio's default is every namespace.
-    gateways = [str(g) for g in istio.get("gateways") or ()]
+    gateways = [str(g) for g in md.traffic.istio_gateways]
     gateway_namespaces = {g.split("/", 1)[0] for g in gateways if "/" in g} - {md.namespace}
-    spec: dict[str, Any] = {"hosts": list(istio.get("hosts") or [service_host(md, md.name)]),
+    spec: dict[str, Any] = {"hosts": list(md.traffic.istio_hosts or [service_host(md, md.name)]),
                             "exportTo": [".", *sorted(gateway_namespaces)]}
     if gateways:
         spec["gateways"] = gateways
-    http: list[dict[str, Any]] = []
-    if state.canary_revision is not None and state.has_match:
-        http.append({"name": ROUTE_AB, "match": _ab_matches(state), "route": [_destination(md, state.canary_revision, 100)]})
-    if state.canary_revision is not None and state.preview:
-        http.append({
-            "name": ROUTE_PREVIEW,
-            "match": [{"headers": {PREVIEW_HEADER: {"exact": PREVIEW_HEADER_VALUE}}}],
-            "route": [_destination(md, state.canary_revision, 100)],
-        })
-    split: dict[str, Any] = {"name": ROUTE_SPLIT, "route": [_destination(md, state.stable_revision, state.stable_weight)]}
-    if state.canary_revision is not None:
-        split["route"].append(_destination(md, state.canary_revision, state.canary_weight))
-        if state.mirror_percent:
-            split["mirror"] = {"host": service_host(md, service_name(md, state.canary_revision)), "port": {"number": md.port}}
-            split["mirrorPercentage"] = {"value": float(state.mirror_percent)}
-    http.append(split)
-    spec["http"] = http
+    spec["http"] = _http_routes(md, state)
     return {"apiVersion": API_VERSION, "kind": "VirtualService", "metadata": route_metadata(md), "spec": spec}
+
+
+def _http_routes(md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
+    """The A/B and preview routes (to the canary), then the weighted split with its mirror."""
+    canary = state.canary_revision
+    split: dict[str, Any] = {"name": ROUTE_SPLIT, "route": [_destination(md, state.stable_revision, state.stable_weight)]}
+    if canary is None:
+        return [split]
+    split["route"].append(_destination(md, canary, state.canary_weight))
+    if state.mirror_percent:
+        split["mirror"] = {"host": service_host(md, service_name(md, canary)), "port": {"number": md.port}}
+        split["mirrorPercentage"] = {"value": float(state.mirror_percent)}
+    matches = {ROUTE_AB: _ab_matches(state) if state.has_match else None,
+               ROUTE_PREVIEW: [{"headers": {PREVIEW_HEADER: {"exact": PREVIEW_HEADER_VALUE}}}] if state.preview else None}
+    return [{"name": n, "match": m, "route": [_destination(md, canary, 100)]} for n, m in matches.items() if m] + [split]
 
 
 def _destination(md: ModelDeployment, revision: int, weight: int) -> dict[str, Any]:
@@ -195,3 +136,51 @@ def _signature(vs: Mapping[str, Any]) -> list[tuple[Any, ...]]:
             mirror = (_service_of(r["mirror"].get("host", "")), float((r.get("mirrorPercentage") or {}).get("value", 100.0)))
         out.append((r.get("name"), route, match, mirror))
     return out
+
+
+class IstioRouter(ProxyRouter):
+    """A VirtualService `<name>` splits and mirrors in the mesh's sidecars (or an Istio ingress
+    gateway, spec.traffic.istio.gateways); the mesh validates it."""
+
+    kind = "istio"
+    route_kind = "VirtualService"
+    empty_refs = "no destinations"
+    no_weight_note = "has no destination with a weight"
+    build_route = staticmethod(build_virtual_service)
+    signature = staticmethod(_signature)
+
+    def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
+        return check_ab_headers(md) or check_hosts(md, policy) or check_gateways(md, policy)
+
+    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], canary_service: str | None) -> tuple[dict[str, int], int]:
+        split = named_rule((route.get("spec") or {}).get("http") or [], ROUTE_SPLIT)
+        weights: dict[str, int] = {}
+        dests = split.get("route") or []
+        for d in dests:
+            name = _service_of((d.get("destination") or {}).get("host", ""))
+            # Istio: a lone destination without a weight takes everything.
+            weights[name] = weights.get(name, 0) + int(d.get("weight", 100 if len(dests) == 1 else 0))
+        mirror = 0
+        if canary_service and split.get("mirror") and _service_of(split["mirror"].get("host", "")) == canary_service:
+            mirror = round(float((split.get("mirrorPercentage") or {}).get("value", 100.0)))
+        return weights, mirror
+
+    def refusals(self, route: Mapping[str, Any]) -> list[str]:
+        health = self.observe_route(route)
+        return [] if health.ready else [health.message]
+
+    def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
+        vs = find_object(live, "VirtualService", md.name)
+        return self.observe_route(vs) if vs is not None else RouteHealth()
+
+    def observe_route(self, vs: Mapping[str, Any]) -> RouteHealth:
+        """Istio's analysis writes status.validationMessages where it runs (istiod with
+        PILOT_ENABLE_STATUS / istioctl analyze); an ERROR there means the mesh will not route."""
+        name = (vs.get("metadata") or {}).get("name", "")
+        errors = [m for m in (((vs or {}).get("status") or {}).get("validationMessages") or ()) if m.get("level") == "ERROR"]
+        if not errors:
+            return RouteHealth()
+        kind = errors[0].get("type") or {}
+        return RouteHealth(False, condition_reason(kind.get("name") or kind.get("code"), "ValidationError"),
+                           f"VirtualService {name} is invalid: " + "; ".join(
+                               f"{(m.get('type') or {}).get('code', '')} {m.get('description', '')}".strip() for m in errors))

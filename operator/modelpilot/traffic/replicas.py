@@ -82,8 +82,8 @@ class ReplicaRouter:
         if state.canary_revision is None:
             return ReplicaPlan(stable=max(total, 0), canary=0)
         if state.preview and state.canary_weight == 0:
-            preview = (md.rollout.get("blueGreen") or {}).get("previewReplicas")
-            return ReplicaPlan(stable=max(total, 0), canary=(int(preview) if preview else total) if total > 0 else 0)
+            preview = md.rollout.blue_green.preview_replicas
+            return ReplicaPlan(stable=max(total, 0), canary=(preview or total) if total > 0 else 0)
         return approximate_replica_counts(total, state.canary_weight, max_surge=1 if total == 1 else 0)
 
     def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
