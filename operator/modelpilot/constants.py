@@ -53,6 +53,37 @@ REASON_EXPORT_NOT_READY: Final = "ExportNotReady"
 REASON_ARTIFACT_READY: Final = "ArtifactReady"  # ExportReady=True
 REASON_ROLLOUT_ABORTED: Final = "RolloutAborted"  # Ready=False: the rollout was aborted, stable serves
 
+# ModelExport: reasons of JobComplete and Ready.
+REASON_JOB_CREATED: Final = "JobCreated"
+REASON_JOB_PENDING: Final = "JobPending"
+REASON_POD_UNSCHEDULABLE: Final = "PodUnschedulable"
+REASON_JOB_RUNNING: Final = "JobRunning"
+REASON_EXPORT_RUNNING: Final = "ExportRunning"  # Ready=False while the Job runs
+REASON_EXPORT_SUCCEEDED: Final = "ExportSucceeded"
+REASON_EXPORT_FAILED: Final = "ExportFailed"
+REASON_RESULT_MISSING: Final = "ResultMissing"
+
+# status.rollout.aborted.reason: why a rollout went back to stable.
+ABORT_ANALYSIS_FAILED: Final = "AnalysisFailed"
+ABORT_PROGRESS_DEADLINE: Final = "ProgressDeadlineExceeded"
+ABORT_BY_USER: Final = "AbortedByUser"
+
+# Event reasons of a ModelDeployment's rollout (one Event per transition; docs/observability.md).
+EVENT_ROLLOUT_STARTED: Final = "RolloutStarted"
+EVENT_STEP_COMPLETED: Final = "StepCompleted"
+EVENT_ANALYSIS_MEASUREMENT: Final = "AnalysisMeasurement"
+EVENT_ROLLOUT_PAUSED: Final = "RolloutPaused"
+EVENT_ROLLOUT_PROMOTED: Final = "RolloutPromoted"
+EVENT_ROLLOUT_ABORTED: Final = "RolloutAborted"
+EVENT_ROLLOUT_RETRIED: Final = "RolloutRetried"
+EVENT_RUNTIME_WARNING: Final = "RuntimeWarning"
+# ... and of `kubectl modelpilot` actions.
+EVENT_PROMOTED: Final = "Promoted"
+EVENT_PAUSED: Final = "Paused"
+EVENT_RESUMED: Final = "Resumed"
+EVENT_UNDO: Final = "Undo"
+EVENT_UNDO_REJECTED: Final = "UndoRejected"
+
 MSG_PODS_READY: Final = "{ready}/{desired} replicas of revision {revision} are ready"
 MSG_PODS_NOT_READY: Final = "{ready}/{desired} replicas of revision {revision} are ready; waiting"
 MSG_ROUTED: Final = "Service {service} routes to revision {revision}"

@@ -29,7 +29,10 @@ class Kind:
     per_revision: bool = False  # named <md>-r<N>; deleted with the revision when it leaves the history
     router: bool = False  # rendered by a traffic router (traffic/base.ROUTE_KINDS)
     watched: bool = True  # kept in the cache by a watch (Events are only written)
-    verbs: tuple[str, ...] = ("get", "list", "watch", "create", "update", "patch", "delete")
+    # What the operator sends: server-side apply is a PATCH (and a create when the object is new),
+    # scaling a merge PATCH; nothing is ever PUT. The chart's RBAC grants exactly these.
+    verbs: tuple[str, ...] = ("get", "list", "watch", "create", "patch", "delete")
+    status_verbs: tuple[str, ...] = ()  # on the status subresource
 
     @property
     def group(self) -> str:
@@ -47,8 +50,8 @@ class Kind:
 _READ = ("get", "list", "watch")
 
 KINDS: Final[tuple[Kind, ...]] = (
-    Kind("ModelDeployment", c.API_VERSION, "modeldeployments", keep=None, verbs=_READ + ("patch",)),
-    Kind("ModelExport", c.API_VERSION, "modelexports", keep=None, verbs=_READ + ("patch",)),
+    Kind("ModelDeployment", c.API_VERSION, "modeldeployments", verbs=_READ, status_verbs=("patch",)),
+    Kind("ModelExport", c.API_VERSION, "modelexports", verbs=_READ, status_verbs=("patch",)),
     Kind("Deployment", "apps/v1", "deployments", owner=OWNER_DEPLOYMENT, keep=("metadata", "spec", "status"), per_revision=True),
     Kind("ConfigMap", "v1", "configmaps", owner=OWNER_DEPLOYMENT, keep=("metadata",), per_revision=True),
     Kind("Service", "v1", "services", owner=OWNER_DEPLOYMENT, keep=("metadata", "spec"), per_revision=True, router=True),
@@ -60,8 +63,9 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind("Job", "batch/v1", "jobs", owner=OWNER_EXPORT, keep=("metadata", "status")),
     Kind("Pod", "v1", "pods", owner=OWNER_EXPORT, keep=("metadata", "status"), verbs=_READ),
     Kind("Node", "v1", "nodes", namespaced=False, keep=("metadata", "spec", "status"), verbs=_READ),
-    Kind("Namespace", "v1", "namespaces", namespaced=False, watched=False, verbs=("get",)),
-    Kind("Event", "v1", "events", watched=False, verbs=("create", "patch")),
+    # Watched by Kopf only with watchNamespaces (to follow namespaces coming and going).
+    Kind("Namespace", "v1", "namespaces", namespaced=False, watched=False, verbs=_READ),
+    Kind("Event", "v1", "events", watched=False, verbs=("create",)),
 )
 BY_KIND: Final = {k.kind: k for k in KINDS}
 

@@ -4,6 +4,8 @@ are accepted by whoever carries them (a Gateway, the mesh)."""
 
 from __future__ import annotations
 
+from .. import constants as c
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +59,7 @@ def _spec_revision(rc: Reconcile, history: list[dict[str, Any]]) -> int:
                "created": rc.now_s, "outcome": "Progressing"}
         history.append(cur)
         for w in runtime_warnings(md, export=rc.export.artifact):
-            rc.event("Warning", "RuntimeWarning", f"revision {cur['revision']}: {w}")
+            rc.event("Warning", c.EVENT_RUNTIME_WARNING, f"revision {cur['revision']}: {w}")
     return int(cur["revision"])
 
 

@@ -144,7 +144,7 @@ def derive_status(rc: Reconcile, target: int, d: Decision, history: list[dict[st
         conds = set_condition(conds, c.COND_READY, all_ready, c.REASON_ALL_READY if all_ready else c.REASON_NOT_READY,
                               f"revision {d.stable} is serving" if all_ready else f"revision {target} is rolling out", rc.gen, rc.now_s)
     if rc.pause_reason and rc.pause_reason != rc.status.get("pauseReason"):
-        rc.event("Normal", "RolloutPaused", rc.pause_reason)
+        rc.event("Normal", c.EVENT_ROLLOUT_PAUSED, rc.pause_reason)
     rc.ro["desiredWeight"] = d.state.canary_weight
     stable_dep = rc.dep(d.stable)
     rc.status.update({
