@@ -21,7 +21,7 @@ def check_spec(body: Mapping[str, Any], config: OperatorConfig, observed: Observ
     """The typed spec and what validation computed; a SpecError naming the field otherwise."""
     md = parse_model_deployment(body)
     check_service_ports(md)
-    scheduling_for(md.placement, config)
+    scheduling = scheduling_for(md.placement, config)
     router = get_router(md.router)
     export = resolve_export(md, observed.export)
     if export.artifact is not None:
@@ -32,7 +32,7 @@ def check_spec(body: Mapping[str, Any], config: OperatorConfig, observed: Observ
     steps = compile_steps(md)
     for field_path, block in analysis_blocks(md):
         _check_analysis(field_path, block)
-    return Checked(md=md, router=router, export=export, steps=steps)
+    return Checked(md=md, router=router, export=export, steps=steps, scheduling=scheduling)
 
 
 def _check_analysis(field_path: str, block: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 from ..api.modeldeployment import ModelDeployment
 from ..clock import to_epoch
 from ..config import OperatorConfig
+from ..placement import Scheduling
 from ..render import ExportArtifact
 from ..traffic import TrafficRouter
 from .steps import Step
@@ -66,6 +67,7 @@ class Checked:
     router: TrafficRouter
     export: ExportResolution
     steps: list[Step]
+    scheduling: Scheduling  # the node pool's selector, tolerations and resources
 
 
 class Reconcile:
@@ -75,6 +77,7 @@ class Reconcile:
     def __init__(self, body: Mapping[str, Any], checked: Checked, config: OperatorConfig, obs: Observed):
         self.body, self.config, self.obs = body, config, obs
         self.md, self.router, self.export, self.steps = checked.md, checked.router, checked.export, checked.steps
+        self.scheduling = checked.scheduling
         self.status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
         self.old_conditions: list[dict[str, Any]] = list(self.status.get("conditions") or [])
         self.ro: dict[str, Any] = copy.deepcopy(dict(self.status.get("rollout") or {}))

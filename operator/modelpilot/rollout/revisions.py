@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..hashing import spec_hash
-from ..placement import find_unschedulable_reason, scheduling_for
+from ..placement import find_unschedulable_reason
 from ..render import runtime_warnings
 from ..traffic import RouteHealth
 from ..uris import redact_uri
@@ -67,7 +67,7 @@ def unschedulable(rc: Reconcile, revs: Revisions) -> str | None:
     """Why no node can host the spec's revision (then nothing is applied), or None."""
     if revs.target != revs.spec_rev or rc.obs.nodes is None:
         return None
-    reason = find_unschedulable_reason(scheduling_for(rc.md.placement, rc.config), rc.obs.nodes)
+    reason = find_unschedulable_reason(rc.scheduling, rc.obs.nodes)
     return f"revision {revs.spec_rev} cannot be scheduled: {reason} (spec.placement)" if reason else None
 
 
