@@ -17,22 +17,18 @@ observations, so what it prints is what a first reconcile applies.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import yaml
 
+from .actions import NOT_CONSUMED, kubectl, request_control
 from .config import ConfigError, load_config
 from .dashboard import add_dashboard_parser
 from .rollout import Observed, plan_model_deployment
 
-KUBECTL = os.environ.get("KUBECTL", "kubectl")
 
 
 def _load_documents(path: str) -> list[dict[str, Any]]:
@@ -68,15 +64,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kubectl(namespace: str | None, *cmd: str) -> subprocess.CompletedProcess:
-    full = [KUBECTL, *cmd]
-    if namespace:
-        full[1:1] = ["-n", namespace]
-    return subprocess.run(full, capture_output=True, text=True)
-
-
 def _get(args: argparse.Namespace) -> dict[str, Any] | None:
-    r = _kubectl(args.namespace, "get", "modeldeployment", args.name, "-o", "json")
+    r = kubectl(args.namespace, "get", "modeldeployment", args.name, "-o", "json")
     if r.returncode != 0:
         print(r.stderr.strip(), file=sys.stderr)
         return None
@@ -137,59 +126,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
         except KeyboardInterrupt:
             return 0
-
-
-def _requester() -> str:
-    r = subprocess.run([KUBECTL, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else getpass.getuser()
-
-
-#: status.control actions, as the CLI's subcommands and the dashboard's buttons request them.
-CONTROL_ACTIONS = ("promote", "promoteFull", "pause", "resume", "abort", "undo")
-NOT_CONSUMED = "that the operator has not consumed"
-
-
-def pending_control(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The manual action the operator has not consumed yet (it removes status.control when it does)."""
-    ctl = (body.get("status") or {}).get("control")
-    if not ctl or ctl.get("requestedAt") == ((body.get("status") or {}).get("rollout") or {}).get("lastAction"):
-        return None
-    return ctl
-
-
-def request_control(name: str, namespace: str | None, action: str, to_revision: int | None = None,
-                    wait: float = 0.0) -> tuple[bool, str]:
-    """Write a manual action to the ModelDeployment's `status.control` with kubectl (the user's own
-    kubeconfig and RBAC): (done, what happened). The one write path of the CLI and the dashboard.
-    Never over an action the operator has not consumed yet: wait for it up to `wait` seconds, and
-    send with the resourceVersion read, so that of two writers racing one gets a conflict and tries
-    again instead of replacing the other's action (an abort) unseen."""
-    if action not in CONTROL_ACTIONS:
-        return False, f"unknown action {action!r}: use one of {', '.join(CONTROL_ACTIONS)}"
-    control = {"action": action, "requestedAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-               "requestedBy": _requester(), **({"toRevision": to_revision} if to_revision else {})}
-    deadline = time.monotonic() + wait
-    while True:
-        found = _kubectl(namespace, "get", "modeldeployment", name, "-o", "json")
-        if found.returncode != 0:
-            return False, found.stderr.strip()
-        body = json.loads(found.stdout)
-        pending = pending_control(body)
-        if pending is None:
-            patch = {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": {"control": control}}
-            r = _kubectl(namespace, "patch", "modeldeployment", name, "--subresource=status", "--type=merge",
-                         "-p", json.dumps(patch))
-            if r.returncode == 0:
-                return True, f"modeldeployment/{name}: {action} requested"
-            if "Conflict" not in r.stderr and "has been modified" not in r.stderr:
-                return False, r.stderr.strip()
-        if time.monotonic() >= deadline:
-            what = (f"{pending['action']} requested by {pending.get('requestedBy', '?')} at {pending.get('requestedAt', '?')}"
-                    if pending else "a write")
-            return False, (f"kubectl-modelpilot: modeldeployment/{name} still has {what} {NOT_CONSUMED} after "
-                           f"{wait:g}s (is the operator running?); {action} was not sent: try again once it is done, "
-                           "or raise --wait")
-        time.sleep(0.5)
 
 
 def _control(args: argparse.Namespace, action: str, to_revision: int | None = None) -> int:

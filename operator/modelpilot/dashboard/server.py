@@ -4,7 +4,7 @@ server-sent-event stream per browser, and the action endpoint.
 Nothing of the kubeconfig reaches the browser: the page gets objects and the server acts with the
 user's credentials. Requests must name this server in Host (no DNS rebinding). Actions must also
 come from the page's own Origin and carry the page's CSRF token, and are refused in read-only mode.
-They go through `cli.request_control`, the write path of `kubectl modelpilot promote` and friends.
+They go through `actions.request_control`, the write path of `kubectl modelpilot promote` and friends.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from .. import cli
+from .. import actions
 from .watch import Hub
 
 STATIC = resources.files(__package__) / "static"
@@ -123,9 +123,9 @@ async def control(request: web.Request) -> web.Response:
         to_revision = int(body["toRevision"]) if body.get("toRevision") not in (None, "") else None
     except (ValueError, KeyError, TypeError):
         return _refuse(400, "the body must be JSON with namespace, name, action and, for undo, an integer toRevision")
-    if action not in cli.CONTROL_ACTIONS:
-        return _refuse(400, f"action {action!r} is not one of {', '.join(cli.CONTROL_ACTIONS)}")
+    if action not in actions.CONTROL_ACTIONS:
+        return _refuse(400, f"action {action!r} is not one of {', '.join(actions.CONTROL_ACTIONS)}")
     if f"ModelDeployment/{namespace}/{name}" not in request.app[HUB].objects:
         return _refuse(404, f"modeldeployment {namespace}/{name} is not on this dashboard")
-    done, message = await asyncio.to_thread(cli.request_control, name, namespace, action, to_revision)
+    done, message = await asyncio.to_thread(actions.request_control, name, namespace, action, to_revision)
     return web.json_response({"ok": done, "message": message}, status=200 if done else 502)

@@ -9,7 +9,6 @@ current step started) and extended from every watch event whose weights differ.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Final
 
 from ..api.errors import SpecError
