@@ -214,65 +214,67 @@ def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) ->
     """Parse and default ``spec``; raise :class:`SpecError` naming the field on bad input."""
     if not isinstance(spec, dict):
         raise SpecError("spec", "must be a mapping")
-    # source
-    src = _get(spec, "source", "spec.source", dict, required=True)
+    source = _parse_source(_get(spec, "source", "spec.source", dict, required=True))
+    inputs = [_parse_input(inp, f"spec.inputs[{i}]") for i, inp in enumerate(_nonempty(spec, "inputs", "input"))]
+    _unique([x.name for x in inputs], "spec.inputs[{}].name", "input")
+    targets = [_parse_target(t, i, source.format) for i, t in enumerate(_nonempty(spec, "targets", "target"))]
+    _unique([t.name for t in targets], "spec.targets[{}].name", "target")
+    out = _get(spec, "output", "spec.output", dict, required=True)
+    return ExportSpec(name=name, namespace=namespace, source=source, inputs=tuple(inputs),
+                      targets=tuple(targets), validation=_parse_validation(_get(spec, "validation", "spec.validation", dict, default={})),
+                      output_uri=_parse_output_uri(out).rstrip("/"),
+                      output_endpoint=_get(out, "endpoint", "spec.output.endpoint", str))
+
+
+def _nonempty(spec: dict[str, Any], key: str, what: str) -> list[Any]:
+    raw = _get(spec, key, f"spec.{key}", list, required=True)
+    if not raw:
+        raise SpecError(f"spec.{key}", f"needs at least one {what}")
+    return list(raw)
+
+
+def _unique(names: list[str], field: str, what: str) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise SpecError(field.format(i), f"duplicate {what} name {n!r}" + ("; names must be unique" if what == "target" else ""))
+        seen.add(n)
+
+
+def _parse_source(src: dict[str, Any]) -> Source:
     uri = _uri(_get(src, "uri", "spec.source.uri", str, required=True), "spec.source.uri")
-    fmt = _enum(_get(src, "format", "spec.source.format", str, required=True), SOURCE_FORMATS,
-                "spec.source.format")
+    fmt = _enum(_get(src, "format", "spec.source.format", str, required=True), SOURCE_FORMATS, "spec.source.format")
     pt = _get(src, "pytorch", "spec.source.pytorch", dict, default={})
-    loader = _enum(_get(pt, "loader", "spec.source.pytorch.loader", str,
-                        default="exportedProgram"), LOADERS, "spec.source.pytorch.loader")
+    loader = _enum(_get(pt, "loader", "spec.source.pytorch.loader", str, default="exportedProgram"), LOADERS,
+                   "spec.source.pytorch.loader")
     factory = _get(pt, "factory", "spec.source.pytorch.factory", str)
     if pt and fmt != "pytorch":
         raise SpecError("spec.source.pytorch", f"only applies to a pytorch source, not {fmt}")
-    if fmt == "pytorch" and loader == "stateDict":
-        if not factory:
-            raise SpecError("spec.source.pytorch.factory",
-                            "is required when loader is stateDict (\"package.module:callable\")")
+    if fmt == "pytorch" and loader == "stateDict" and not factory:
+        raise SpecError("spec.source.pytorch.factory", "is required when loader is stateDict (\"package.module:callable\")")
     if factory is not None and (":" not in factory or factory.startswith(":") or factory.endswith(":")):
-        raise SpecError("spec.source.pytorch.factory",
-                        f"expected \"package.module:callable\", got {factory!r}")
+        raise SpecError("spec.source.pytorch.factory", f"expected \"package.module:callable\", got {factory!r}")
     secret = _get(src, "secretRef", "spec.source.secretRef", dict, default={})
     allow_pickle = _get(src, "allowPickle", "spec.source.allowPickle", bool, default=False)
     if allow_pickle and fmt != "pytorch":
         raise SpecError("spec.source.allowPickle", f"only applies to a pytorch source, not {fmt}: remove it")
-    source = Source(uri=uri, format=fmt, loader=loader, factory=factory,
-                    endpoint=_get(src, "endpoint", "spec.source.endpoint", str),
-                    secret_name=secret.get("name"), allow_pickle=allow_pickle,
-                    limits=parse_limits(_get(src, "limits", "spec.source.limits", dict, default={}),
-                                        "spec.source.limits"))
-    # inputs
-    raw_inputs = _get(spec, "inputs", "spec.inputs", list, required=True)
-    if not raw_inputs:
-        raise SpecError("spec.inputs", "needs at least one input")
-    inputs = []
-    seen: set[str] = set()
-    for i, inp in enumerate(raw_inputs):
-        p = f"spec.inputs[{i}]"
-        iname = _get(inp, "name", f"{p}.name", str, required=True)
-        if iname in seen:
-            raise SpecError(f"{p}.name", f"duplicate input name {iname!r}")
-        seen.add(iname)
-        dtype = _enum(_get(inp, "dtype", f"{p}.dtype", str, default="float32"), DTYPES, f"{p}.dtype")
-        shape = _get(inp, "shape", f"{p}.shape", list, required=True)
-        for j, d in enumerate(shape):
-            if not isinstance(d, int) or isinstance(d, bool) or d < -1 or d == 0:
-                raise SpecError(f"{p}.shape[{j}]", f"must be a positive int or -1 (dynamic); got {d!r}")
-        inputs.append(InputSpec(iname, dtype, tuple(shape)))
-    # targets
-    raw_targets = _get(spec, "targets", "spec.targets", list, required=True)
-    if not raw_targets:
-        raise SpecError("spec.targets", "needs at least one target")
-    targets = []
-    names: set[str] = set()
-    for i, t in enumerate(raw_targets):
-        targets.append(_parse_target(t, i, fmt))
-        if targets[-1].name in names:
-            raise SpecError(f"spec.targets[{i}].name",
-                            f"duplicate target name {targets[-1].name!r}; names must be unique")
-        names.add(targets[-1].name)
-    # validation
-    val = _get(spec, "validation", "spec.validation", dict, default={})
+    return Source(uri=uri, format=fmt, loader=loader, factory=factory,
+                  endpoint=_get(src, "endpoint", "spec.source.endpoint", str),
+                  secret_name=secret.get("name"), allow_pickle=allow_pickle,
+                  limits=parse_limits(_get(src, "limits", "spec.source.limits", dict, default={}), "spec.source.limits"))
+
+
+def _parse_input(inp: Any, p: str) -> InputSpec:
+    iname = _get(inp, "name", f"{p}.name", str, required=True)
+    dtype = _enum(_get(inp, "dtype", f"{p}.dtype", str, default="float32"), DTYPES, f"{p}.dtype")
+    shape = _get(inp, "shape", f"{p}.shape", list, required=True)
+    for j, d in enumerate(shape):
+        if not isinstance(d, int) or isinstance(d, bool) or d < -1 or d == 0:
+            raise SpecError(f"{p}.shape[{j}]", f"must be a positive int or -1 (dynamic); got {d!r}")
+    return InputSpec(iname, dtype, tuple(shape))
+
+
+def _parse_validation(val: dict[str, Any]) -> Validation:
     samples = _get(val, "samples", "spec.validation.samples", int, default=8)
     if not 1 <= samples <= 10000:
         raise SpecError("spec.validation.samples", f"must be in 1..10000; got {samples}")
@@ -285,10 +287,11 @@ def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) ->
     samples_uri = _get(val, "samplesUri", "spec.validation.samplesUri", str)
     if samples_uri:
         _uri(samples_uri, "spec.validation.samplesUri", ".npz")
-    validation = Validation(atol=atol, rtol=rtol, samples=samples, samples_uri=samples_uri,
-                            warn_only=bool(_get(val, "warnOnly", "spec.validation.warnOnly", bool,
-                                                default=False)))
-    out = _get(spec, "output", "spec.output", dict, required=True)
+    return Validation(atol=atol, rtol=rtol, samples=samples, samples_uri=samples_uri,
+                      warn_only=bool(_get(val, "warnOnly", "spec.validation.warnOnly", bool, default=False)))
+
+
+def _parse_output_uri(out: dict[str, Any]) -> str:
     out_uri = _get(out, "uri", "spec.output.uri", str, required=True)
     if not out_uri.startswith(("file://", "pvc://", "s3://", "gs://")):
         raise SpecError("spec.output.uri", f"unsupported output URI {out_uri!r}: use file://, "
@@ -298,10 +301,7 @@ def parse(spec: Any, name: str = "modelexport", namespace: str | None = None) ->
         raise SpecError("spec.output.uri", "must not carry user info, a query string or a fragment: "
                         "the artifact URIs in manifest.json and the status are built from it; "
                         "credentials go in spec.output.secretRef")
-    return ExportSpec(name=name, namespace=namespace, source=source, inputs=tuple(inputs),
-                      targets=tuple(targets), validation=validation,
-                      output_uri=out_uri.rstrip("/"),
-                      output_endpoint=_get(out, "endpoint", "spec.output.endpoint", str))
+    return str(out_uri)
 
 
 def _parse_target(t: Any, i: int, source_format: str) -> Target:
