@@ -17,7 +17,8 @@ from . import __version__
 
 # Images that modelpilot builds (images/Containerfile, hack/build-images.sh): <registry>/<kind>:<tag>.
 # The export Job's image follows the source format, so that an ONNX-only user never pulls torch.
-OWN_IMAGES: tuple[str, ...] = ("storage-init", "exporter-onnx", "exporter-pytorch", "exporter-tensorflow",
+# The operator image also runs the shadow comparator (python -m modelpilot.comparator).
+OWN_IMAGES: tuple[str, ...] = ("operator", "storage-init", "exporter-onnx", "exporter-pytorch", "exporter-tensorflow",
                                "torchserve")
 # Serving runtimes that modelpilot does not build (their vendors' images).
 VENDOR_IMAGES: dict[str, str] = {

@@ -1,0 +1,102 @@
+"""Pure builders of the comparator's Deployment and Service for a shadow rollout with
+`spec.rollout.shadow.compare`. With them, the gateway's or mesh's mirror targets the comparator
+Service `<name>-comparator` instead of the shadow revision: the comparator calls both revision
+Services itself. `None` (no objects) when the rollout does not compare now.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from .. import constants as c
+from ..api.modeldeployment import ModelDeployment
+from ..config import OperatorConfig
+from ..render import _container_security, labels, owner_reference
+from ..rollout.steps import parse_duration
+from .compare import RUNTIME_PROTOCOLS
+
+COMPONENT: Final = "comparator"
+HTTP_PORT: Final = 8080
+METRICS_PORT: Final = 9090
+DEFAULT_RATE: Final = 20
+DEFAULT_TIMEOUT: Final = "5s"
+
+
+def comparator_name(md: ModelDeployment) -> str:
+    return f"{md.name}-{COMPONENT}"
+
+
+def compares(md: ModelDeployment) -> bool:
+    return md.strategy == "shadow" and bool((md.rollout.get("shadow") or {}).get("compare"))
+
+
+def _args(md: ModelDeployment, stable: int, shadow: int) -> list[str]:
+    sh = md.rollout.get("shadow") or {}
+    timeout = parse_duration(sh.get("comparisonTimeout") or DEFAULT_TIMEOUT, "spec.rollout.shadow.comparisonTimeout")
+
+    def url(rev: int) -> str:
+        return f"http://{c.revision_name(md.name, rev)}.{md.namespace}.svc:{md.port}"
+
+    return ["--stable-url", url(stable), "--shadow-url", url(shadow),
+            "--protocol", RUNTIME_PROTOCOLS[md.runtime.kind],
+            "--namespace", md.namespace, "--name", md.name,
+            "--stable-revision", str(stable), "--shadow-revision", str(shadow),
+            "--rate", str(int(sh.get("maxComparisonsPerSecond") or DEFAULT_RATE)),
+            "--timeout", f"{timeout:g}", "--port", str(HTTP_PORT), "--metrics-port", str(METRICS_PORT)]
+
+
+def build_comparator_deployment(md: ModelDeployment, stable: int, shadow: int | None, mirror_percent: int,
+                                config: OperatorConfig) -> dict[str, Any] | None:
+    if not compares(md) or shadow is None or not mirror_percent:
+        return None
+    probe: dict[str, Any] = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 5, "timeoutSeconds": 2}
+    container = {
+        "name": COMPONENT,
+        "image": config.image_for("operator"),
+        "command": ["python", "-m", "modelpilot.comparator"],
+        "args": _args(md, stable, shadow),
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "readinessProbe": dict(probe),
+        "livenessProbe": {**probe, "httpGet": dict(probe["httpGet"]), "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+                      "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "64Mi"}},
+        "securityContext": _container_security(),
+    }
+    pod_labels = labels(md, None, component=COMPONENT)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": comparator_name(md), "namespace": md.namespace, "labels": pod_labels,
+                     "ownerReferences": [owner_reference(md)]},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_COMPONENT: COMPONENT}},
+            "template": {
+                # Prometheus's usual pod annotations; a PodMonitor can select the component label instead.
+                "metadata": {"labels": dict(pod_labels), "annotations": {
+                    "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics"}},
+                "spec": {"automountServiceAccountToken": False, "containers": [container],
+                         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                             "seccompProfile": {"type": "RuntimeDefault"}}},
+            },
+        },
+    }
+
+
+def build_comparator_service(md: ModelDeployment, shadow: int | None, mirror_percent: int) -> dict[str, Any] | None:
+    if not compares(md) or shadow is None or not mirror_percent:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": comparator_name(md), "namespace": md.namespace,
+                     "labels": labels(md, None, component=COMPONENT), "ownerReferences": [owner_reference(md)]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_COMPONENT: COMPONENT},
+            # The mirror keeps the revision Services' port, so a route only swaps the backend's name.
+            "ports": [{"name": "http", "port": md.port, "targetPort": "http", "protocol": "TCP"},
+                      {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }

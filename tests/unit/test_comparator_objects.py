@@ -1,0 +1,59 @@
+"""The comparator's Deployment and Service: rendered only for a shadow rollout with compare and a
+mirror in force, whole objects against a golden file (`UPDATE_GOLDEN=1` regenerates it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelpilot.api.errors import SpecError
+from modelpilot.api.modeldeployment import parse_model_deployment
+from modelpilot.comparator.__main__ import parse_args
+from modelpilot.comparator.objects import build_comparator_deployment, build_comparator_service
+
+from .helpers import CONFIG, md
+
+pytestmark = pytest.mark.unit
+GOLDEN = Path(__file__).parent / "golden" / "comparator-shadow.yaml"
+
+
+def shadow(**shadow_spec):
+    body = md(runtime={"kind": "torchserve"}, model={"uri": "pvc://models/r/model.mar", "format": "mar"},
+              traffic={"router": "gatewayAPI", "port": 8080, "gateway": {"parentRefs": [{"name": "gw"}]}},
+              rollout={"strategy": "shadow", "shadow": {"percent": 20, **shadow_spec}})
+    return parse_model_deployment(body)
+
+
+def test_golden() -> None:
+    m = shadow(compare=True, maxComparisonsPerSecond=50, comparisonTimeout="1500ms")
+    got = [build_comparator_deployment(m, 3, 4, 20, CONFIG), build_comparator_service(m, 4, 20)]
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(yaml.safe_dump_all(got, sort_keys=True))
+    want = list(yaml.safe_load_all(GOLDEN.read_text()))
+    assert len(got) == len(want) == 2
+    assert got == want
+
+
+def test_the_rendered_arguments_are_ones_the_comparator_accepts() -> None:
+    m = shadow(compare=True, comparisonTimeout="1500ms")
+    args = build_comparator_deployment(m, 3, 4, 20, CONFIG)["spec"]["template"]["spec"]["containers"][0]["args"]
+    settings, _ = parse_args(args)
+    assert (settings.stable_url, settings.shadow_url) == ("http://resnet-r3.ml.svc:8080", "http://resnet-r4.ml.svc:8080")
+    assert (settings.protocol, settings.rate, settings.timeout) == ("torchserve", 20.0, 1.5)
+    assert (settings.stable_revision, settings.shadow_revision, settings.name) == ("3", "4", "resnet")
+
+
+@pytest.mark.parametrize("spec, shadow_rev, pct", [({"compare": False}, 4, 20), ({"compare": True}, None, 0),
+                                                   ({"compare": True}, 4, 0), ({}, 4, 20)])
+def test_nothing_is_rendered_unless_a_compared_mirror_is_in_force(spec, shadow_rev, pct) -> None:
+    m = shadow(**spec)
+    assert build_comparator_deployment(m, 3, shadow_rev, pct, CONFIG) is None
+    assert build_comparator_service(m, shadow_rev, pct) is None
+
+
+def test_a_bad_timeout_names_the_field() -> None:
+    with pytest.raises(SpecError, match="spec.rollout.shadow.comparisonTimeout"):
+        build_comparator_deployment(shadow(compare=True, comparisonTimeout="soon"), 3, 4, 20, CONFIG)
