@@ -87,3 +87,36 @@ def two_heads(tmp_path_factory) -> dict[str, Path]:
     assert r.returncode == 0, r.stderr[-3000:]
     return {"onnx": out / "model.onnx", "torchscript": out / "model.pt", "pt2": out / "model.pt2",
             "reference": out / "reference.npz"}
+
+
+def build_two_versions(out: Path, noise: float) -> None:
+    """TwoHeads as TorchScript twice: v1, and v2 with `noise`-scaled Gaussian noise on the linear
+    layer's weights (a retrained model that should mostly agree). reference.npz holds 16 input rows
+    and both versions' outputs on them."""
+    import numpy as np
+    import torch
+
+    v1 = TwoHeads.module()
+    v2 = TwoHeads.module()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(2)
+        v2.lin.weight += noise * torch.randn(v2.lin.weight.shape, generator=g)
+    x, ids = TwoHeads.inputs(batch=16)
+    ref = {"x": x.numpy(), "ids": ids.numpy()}
+    for tag, model in (("v1", v1), ("v2", v2)):
+        torch.jit.save(torch.jit.trace(model, (x[:2], ids[:2])), str(out / f"{tag}.pt"))
+        with torch.no_grad():
+            logits, score = model(x, ids)
+        ref[f"{tag}_logits"], ref[f"{tag}_score"] = logits.numpy(), score.numpy()
+    np.savez(out / "reference.npz", **ref)
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory) -> dict[str, Path]:
+    """v1.pt, v2.pt (v1 slightly perturbed) and reference.npz; built in a child process like two_heads."""
+    out = tmp_path_factory.mktemp("versions")
+    code = ("from tests.runtimes.conftest import build_two_versions; from pathlib import Path; "
+            f"build_two_versions(Path({str(out)!r}), 0.3)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {"v1": out / "v1.pt", "v2": out / "v2.pt", "reference": out / "reference.npz"}

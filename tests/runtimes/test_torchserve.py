@@ -80,17 +80,17 @@ def _files(root: Path) -> dict[str, int]:
 
 @pytest.fixture
 def serve(tmp_path: Path):
-    """serve(md, signature) -> (inference_url, management_url): lays out the repository with the
+    """serve(md, signature, source) -> (inference_url, management_url, repo): lays out the repository with the
     storage initializer, starts TorchServe as the rendered container would, waits until /ping is healthy."""
     if shutil.which("java") is None:
         pytest.skip("TorchServe needs Java 17 (java is not on PATH)")
     procs: list[subprocess.Popen] = []
-    log_path = tmp_path / "torchserve.log"
 
     def start(md, signature: dict, source: Path) -> tuple[str, str, Path]:
-        repo, config_dir, work = tmp_path / "models", tmp_path / "config", tmp_path / "work"
+        base = tmp_path / f"ts{len(procs)}"  # one directory per server: a test may start several
+        repo, config_dir, work, log_path = base / "models", base / "config", base / "work", base / "torchserve.log"
         for d in (config_dir, work):
-            d.mkdir()
+            d.mkdir(parents=True)
         for rel, body in TS.config_files(md, Signature.from_dict(signature)).items():
             (config_dir / rel).write_text(body)
         rc = storage_init.main([f"--uri=file://{source}", f"--format={md.model.format}", f"--model-name={md.model.name}",
@@ -103,6 +103,7 @@ def serve(tmp_path: Path):
         container = TS.container(md, "unused")
         args = [a.replace(MODEL_REPOSITORY, str(repo)) for a in container["args"]]
         env = {**os.environ, **{e["name"]: e["value"].replace("/tmp", str(work)) for e in container["env"]}}
+        env["TMPDIR"] = str(work)  # TorchServe's pid file lives there: one per server, as in a pod
         log = open(log_path, "w")
         proc = subprocess.Popen([str(TORCHSERVE), *args], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -80,9 +80,16 @@ def test_single_value_rows_agree_within_tolerance_only() -> None:
     assert (c.rows, c.agreed_rows) == (3, 2)
 
 
-def test_a_row_agrees_only_when_every_output_agrees() -> None:
+def test_with_a_classifier_output_agreement_is_top1_and_other_outputs_only_count_in_the_differences() -> None:
     stable = {"logits": Tensor((2, 2), (0.9, 0.1, 0.9, 0.1)), "score": Tensor((2,), (1.0, 1.0))}
     shadow = {"logits": Tensor((2, 2), (0.9, 0.1, 0.9, 0.1)), "score": Tensor((2,), (1.0, 2.0))}
+    c = compare_answers(stable, shadow)
+    assert (c.agreed_rows, c.max_abs_diff, c.values) == (2, 1.0, 6)
+
+
+def test_a_row_agrees_only_when_every_classifier_output_agrees() -> None:
+    stable = {"a": Tensor((2, 2), (0.9, 0.1, 0.9, 0.1)), "b": Tensor((2, 2), (0.9, 0.1, 0.9, 0.1))}
+    shadow = {"a": Tensor((2, 2), (0.9, 0.1, 0.9, 0.1)), "b": Tensor((2, 2), (0.9, 0.1, 0.1, 0.9))}
     assert compare_answers(stable, shadow).agreed_rows == 1
 
 

@@ -9,9 +9,10 @@ Formats (`protocol`):
 - `tfserving`: TF Serving's REST predict, `{"predictions": [...]}` (row format, rows may be objects
   of named outputs) or `{"outputs": ...}` (columnar format).
 
-A row (the first dimension) *agrees* when every output agrees on it: the top-1 class for an
-output whose rows hold more than one value (a classifier's scores), the values within
-`atol + rtol * |stable|` otherwise.
+A row (the first dimension) *agrees* when the top-1 class is the same in every output whose rows
+hold more than one value (a classifier's scores). A model with no such output (a regressor, a
+single score) agrees on a row when each value is within `atol + rtol * |stable|`. The differences
+are measured over every value of every output either way.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def compare_answers(stable: Mapping[str, Tensor], shadow: Mapping[str, Tensor], 
         return Comparison(rows=rows, agreed_rows=0, mismatch=mismatch)
     agree = [True] * rows
     values, max_diff, sum_diff = 0, 0.0, 0.0
+    by_top1 = any(len(t.values) > t.rows for t in stable.values())  # some output holds class scores
     for name in sorted(stable):
         a, b = stable[name], shadow[name]
         for i in range(a.rows):
@@ -154,11 +156,10 @@ def compare_answers(stable: Mapping[str, Tensor], shadow: Mapping[str, Tensor], 
             values += len(diffs)
             sum_diff += sum(diffs)
             max_diff = max([max_diff, *diffs])
-            if len(ra) > 1:
-                ok = _argmax(ra) == _argmax(rb)
-            else:
-                ok = all(d <= atol + rtol * abs(x) for d, x in zip(diffs, ra))
-            agree[i] = agree[i] and ok
+            if not by_top1:
+                agree[i] = agree[i] and all(d <= atol + rtol * abs(x) for d, x in zip(diffs, ra))
+            elif len(ra) > 1:
+                agree[i] = agree[i] and _argmax(ra) == _argmax(rb)
     return Comparison(rows=rows, agreed_rows=sum(agree), values=values, max_abs_diff=max_diff, sum_abs_diff=sum_diff)
 
 
