@@ -29,6 +29,8 @@ manifest.json (written to ``<output.uri>/manifest.json``, also when the export f
                         "sourceLatencyMsP50", "artifactLatencyMsP50",
                         "outputs": [{"name", "shape", "maxAbsError", "maxRelError", "relL2Error",
                                      "withinTolerance", "top1Agreement"?}], "message"?},
+        "parity": {"uri", "samples"},   # parity/<target>.json: inputs + the artifact's outputs,
+                                         # for the pre-traffic check (modelpilot.comparator.parity)
         "seconds": {"export", "validate"},
         "warnings": ["..."]
       }]
@@ -37,6 +39,7 @@ manifest.json (written to ``<output.uri>/manifest.json``, also when the export f
 Termination message (compact JSON, < 4096 bytes; fields are dropped, never the JSON broken)::
 
     {"phase": "Succeeded"|"Failed", "message": "...", "manifestUri": "...",
+     "validation": {"samplesSource", "samples"},          # which inputs validation used
      "artifacts": [{"name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs",
                     "validated", "autotune"?: {"chosen", "batchSizes",
                                                "candidates": [{"name", "latencyMs", "sizeBytes",
@@ -142,6 +145,9 @@ def termination_message(manifest: dict[str, Any], manifest_uri: str | None,
     if manifest_uri:
         msg["manifestUri"] = manifest_uri
     msg["artifacts"] = arts
+    v = manifest.get("validation") or {}
+    if v.get("samplesSource"):
+        msg["validation"] = {"samplesSource": v["samplesSource"], "samples": v.get("samples")}
     if failed:
         msg["failed"] = failed
 

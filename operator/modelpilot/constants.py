@@ -34,6 +34,7 @@ COND_WORKLOAD_READY: Final = "WorkloadReady"
 COND_ROUTING_READY: Final = "RoutingReady"
 COND_JOB_COMPLETE: Final = "JobComplete"
 COND_EXPORT_READY: Final = "ExportReady"
+COND_VALIDATED: Final = "Validated"  # ModelExport: every artifact met its validation criterion
 
 # Reasons, with the message template they go with.
 REASON_INVALID_SPEC: Final = "InvalidSpec"
@@ -52,6 +53,9 @@ REASON_NAME_CONFLICT: Final = "NameConflict"
 REASON_EXPORT_NOT_READY: Final = "ExportNotReady"
 REASON_ARTIFACT_READY: Final = "ArtifactReady"  # ExportReady=True
 REASON_ROLLOUT_ABORTED: Final = "RolloutAborted"  # Ready=False: the rollout was aborted, stable serves
+REASON_VALIDATION_PASSED: Final = "ValidationPassed"
+REASON_VALIDATION_FAILED: Final = "ValidationFailed"
+MSG_VALIDATION_FAILED_KEPT: Final = "failed validation, kept by spec.validation.warnOnly: {targets}"
 
 # ModelExport: reasons of JobComplete and Ready.
 REASON_JOB_CREATED: Final = "JobCreated"

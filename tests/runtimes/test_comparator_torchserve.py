@@ -117,3 +117,36 @@ def test_comparator_between_two_real_torchserve_versions(serve, comparator, two_
     assert json.loads(body)["outcome"] == "stable_error"
     latest = json.loads(_http(f"{admin}/comparison")[1])
     assert latest["summary"]["requestsCompared"] == 17 and latest["latest"]["outcome"] == "stable_error"
+
+
+def _record(ref, tag: str, rows: int = 4) -> dict:
+    """parity.json as the exporter writes it for a torchscript target: batch-1 samples."""
+    return {"atol": 1e-4, "rtol": 1e-3,
+            "inputs": [{"x": {"dtype": "float32", "data": ref["x"][i:i + 1].tolist()},
+                        "ids": {"dtype": "int64", "data": ref["ids"][i:i + 1].tolist()}} for i in range(rows)],
+            "outputs": [{"logits": ref[f"{tag}_logits"][i:i + 1].tolist(), "score": ref[f"{tag}_score"][i:i + 1].tolist()}
+                        for i in range(rows)]}
+
+
+def test_parity_check_passes_the_right_model_and_names_the_difference_of_the_wrong_one(serve, two_versions, tmp_path) -> None:
+    ref = np.load(two_versions["reference"])
+    record = tmp_path / "parity.json"
+    record.write_text(json.dumps(_record(ref, "v1")))
+    right, _, _ = serve(_md(f"file://{two_versions['v1']}"), SIG, two_versions["v1"])
+    wrong, _, _ = serve(_md(f"file://{two_versions['v2']}"), SIG, two_versions["v2"])
+
+    def check(url: str) -> tuple[int, dict]:
+        r = subprocess.run([sys.executable, "-m", "modelpilot.comparator.parity", "--record", str(record), "--url", url,
+                            "--protocol", "torchserve", "--model", "twoheads", "--termination-log", str(tmp_path / "term")],
+                           capture_output=True, text=True, timeout=120)
+        return r.returncode, json.loads(r.stdout)
+
+    rc, ok = check(right)
+    assert (rc, ok["passed"], ok["samples"]) == (0, True, 4), ok
+    rc, bad = check(wrong)
+    assert (rc, bad["passed"], bad["sample"], bad["output"]) == (1, False, 0, "logits"), bad
+    want = float(np.abs(ref["v1_logits"][0] - ref["v2_logits"][0]).max())
+    assert bad["maxAbsDiff"] == pytest.approx(want, abs=1e-5)
+    assert bad["message"].startswith("recorded input 0 (x[1, 4]: ")
+    assert f"output 'logits' differs by up to {want:.6g}"[:38] in bad["message"]
+    assert json.loads((tmp_path / "term").read_text()) == bad

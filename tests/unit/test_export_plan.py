@@ -257,3 +257,29 @@ def test_a_job_that_ran_out_of_time_names_the_spec_field_that_set_the_limit():
     p = plan(jobs={1: job([("Failed", "DeadlineExceeded")])})
     ready = get_condition(p.status["conditions"], "Ready")
     assert ready["reason"] == "ExportFailed" and "spec.activeDeadlineSeconds is 600" in ready["message"], ready["message"]
+
+
+def test_validation_passed_is_a_condition_and_status_names_the_inputs_used():
+    result = {**RESULT, "validation": {"samplesSource": "synthetic (seed 20240601, from spec.inputs)", "samples": 8}}
+    st = plan(jobs={1: job([("Complete", "Completed")])}, pods=[pod("Succeeded", json.dumps(result))]).status
+    cond = get_condition(st["conditions"], "Validated")
+    assert (cond["status"], cond["reason"]) == ("True", "ValidationPassed")
+    assert st["validationInputs"] == "synthetic (seed 20240601, from spec.inputs) (8 samples)"
+
+
+def test_an_artifact_kept_by_warn_only_is_validated_false_and_never_called_validated():
+    art = {**RESULT["artifacts"][0], "name": "int8", "validated": False}
+    result = {**RESULT, "artifacts": [RESULT["artifacts"][0], art]}
+    p = plan(jobs={1: job([("Complete", "Completed")])}, pods=[pod("Succeeded", json.dumps(result))])
+    cond = get_condition(p.status["conditions"], "Validated")
+    assert (cond["status"], cond["reason"]) == ("False", "ValidationFailed")
+    assert cond["message"] == "failed validation, kept by spec.validation.warnOnly: int8"
+    assert p.events == [("Normal", "ExportSucceeded",
+                         "2 artifact(s) exported; failed validation, kept by spec.validation.warnOnly: int8")]
+
+
+def test_a_failed_validation_is_validated_false():
+    msg = "spec.targets[0] (int8): validation failed: output 'logits': top-1 agreement 0.125 < 0.85"
+    st = plan(jobs={1: job([("Failed", "PodFailurePolicy")])}, pods=[pod("Failed", json.dumps({"phase": "Failed", "message": msg}), 1)]).status
+    cond = get_condition(st["conditions"], "Validated")
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "ValidationFailed", msg)

@@ -103,6 +103,7 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
     conds = set_condition(old_conds, c.COND_JOB_COMPLETE, phase in ("Succeeded", "Failed"), reason, message, gen, now)
     conds = set_condition(conds, c.COND_READY, phase == "Succeeded", reason if phase != "Running" else c.REASON_EXPORT_RUNNING,
                           message, gen, now)
+    conds = _validated(conds, phase, message, status, gen, now)
     status.update({"phase": phase, "observedGeneration": gen, "conditions": conds, "jobName": job_name})
     if phase == "Failed":
         status["message"] = message
@@ -129,10 +130,12 @@ def _job_phase(body: Mapping[str, Any], observed: ExportObserved, current: Mappi
         status["artifacts"] = [{k: a[k] for k in ARTIFACT_FIELDS if a.get(k) is not None} for a in result.get("artifacts") or []]
         if result.get("manifestUri"):
             status["manifestUri"] = result["manifestUri"]
-        return "Succeeded", c.REASON_EXPORT_SUCCEEDED, f"{len(result.get('artifacts') or [])} artifact(s) exported and validated"
+        _record_validation_inputs(status, result)
+        return "Succeeded", c.REASON_EXPORT_SUCCEEDED, _succeeded_message(status["artifacts"])
     failed = _job_condition(current, "Failed")
     if failed is not None:
         result, raw = _termination(observed.pods, "Failed")
+        _record_validation_inputs(status, result)
         exporter_message = (result or {}).get("message") or raw
         return "Failed", c.REASON_EXPORT_FAILED, exporter_message or (
             f"Job {job_name} failed ({failed.get('reason')}: {failed.get('message', '')})" + _limit_behind(body, failed.get("reason")))
@@ -143,6 +146,40 @@ def _job_phase(body: Mapping[str, Any], observed: ExportObserved, current: Mappi
     if why:
         return "Pending", c.REASON_POD_UNSCHEDULABLE, f"Job {job_name} is waiting for its pod: {why} ({_fields_behind(body, why)})"
     return "Pending", c.REASON_JOB_PENDING, f"Job {job_name} is waiting for its pod"
+
+
+def _kept_unvalidated(artifacts: list[Mapping[str, Any]]) -> list[str]:
+    return [str(a.get("name")) for a in artifacts if a.get("validated") is False]
+
+
+def _succeeded_message(artifacts: list[Mapping[str, Any]]) -> str:
+    kept = _kept_unvalidated(artifacts)
+    if not kept:
+        return f"{len(artifacts)} artifact(s) exported and validated"
+    return f"{len(artifacts)} artifact(s) exported; " + c.MSG_VALIDATION_FAILED_KEPT.format(targets=", ".join(kept))
+
+
+def _validated(conds: list[dict[str, Any]], phase: str, message: str, status: Mapping[str, Any], gen: int,
+               now: str) -> list[dict[str, Any]]:
+    """Validated: False for a failed validation (the export failed, or warnOnly kept an artifact), True
+    when every artifact met its criterion; unchanged while the export runs."""
+    if phase == "Failed" and "validation failed" in message:
+        return set_condition(conds, c.COND_VALIDATED, False, c.REASON_VALIDATION_FAILED, message, gen, now)
+    if phase != "Succeeded":
+        return conds
+    kept = _kept_unvalidated(status.get("artifacts") or [])
+    if kept:
+        return set_condition(conds, c.COND_VALIDATED, False, c.REASON_VALIDATION_FAILED,
+                             c.MSG_VALIDATION_FAILED_KEPT.format(targets=", ".join(kept)), gen, now)
+    return set_condition(conds, c.COND_VALIDATED, True, c.REASON_VALIDATION_PASSED,
+                         "every artifact met its validation criterion", gen, now)
+
+
+def _record_validation_inputs(status: dict[str, Any], result: Mapping[str, Any] | None) -> None:
+    """status.validationInputs: which inputs the exporter validated on (its result's `validation`)."""
+    v = (result or {}).get("validation") or {}
+    if v.get("samplesSource"):
+        status["validationInputs"] = f"{v['samplesSource']} ({v.get('samples')} samples)"
 
 
 def _stamp_times(status: dict[str, Any], current: Mapping[str, Any] | None, phase: str, now: str) -> None:
