@@ -347,8 +347,9 @@ def build_autoscaler(md: ModelDeployment, revision: int) -> dict[str, Any] | Non
 
 def _hpa_metric(m: ScalingMetric) -> dict[str, Any] | None:
     if m.type in ("cpu", "memory"):
-        return {"type": "Resource", "resource": {"name": m.type, "target": {
-            "type": "Utilization", "averageUtilization": int(m.target_average_utilization or 80)}}}
+        target = ({"type": "AverageValue", "averageValue": m.target_average_value} if m.target_average_value is not None
+                  else {"type": "Utilization", "averageUtilization": int(m.target_average_utilization or 80)})
+        return {"type": "Resource", "resource": {"name": m.type, "target": target}}
     if m.type == "pods":
         return {"type": "Pods", "pods": {"metric": {"name": m.name}, "target": {
             "type": "AverageValue", "averageValue": str(m.target_average_value)}}}

@@ -112,6 +112,8 @@ BAD_SPECS = [
      ["spec.model.format", "tfserving, which serves savedmodel only"]),
     ("mar-needs-torchserve", CPU, m(("spec.model.format", "mar")),
      ["spec.model.format", "needs runtime.kind torchserve"]),
+    ("tflite-is-not-served", CPU, m(("spec.model.format", "tflite")),
+     ["spec.model.format", "no runtime modelpilot renders can serve a TFLite model"]),
     ("unknown-runtime-kind", CPU, m(("spec.runtime.kind", "onnxruntime")),
      ["spec.runtime.kind", "Unsupported value", '"triton"']),
     ("preferred-batch-above-max", GPU, m(("spec.runtime.dynamicBatching.preferredBatchSizes", [8, 64])),

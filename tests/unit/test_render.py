@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from modelpilot.api.modeldeployment import parse_model_deployment
-from modelpilot.render import ExportArtifact, build_entry_service, build_revision_objects
+from modelpilot.render import ExportArtifact, build_autoscaler, build_entry_service, build_revision_objects, runtime_warnings
 from modelpilot.runtimes import Signature
 
 from .helpers import CONFIG, md
@@ -117,6 +117,29 @@ def test_no_replicas_field_under_autoscaling() -> None:
     spec = parse_model_deployment(md(autoscaling={"minReplicas": 1, "maxReplicas": 4}))
     dep = build_revision_objects(spec, 1, CONFIG, None)[1]
     assert "replicas" not in dep["spec"]
+
+
+def test_hpa_cpu_and_memory_targets_are_rendered_as_written() -> None:
+    """targetAverageValue on cpu/memory is an AverageValue target (it was rendered as 80% utilization)."""
+    metrics = [{"type": "cpu", "targetAverageValue": "500m"}, {"type": "memory", "targetAverageValue": "2Gi"},
+               {"type": "cpu", "targetAverageUtilization": 60}, {"type": "memory", "targetAverageValue": 3}]
+    hpa = build_autoscaler(parse_model_deployment(md(autoscaling={"maxReplicas": 4, "metrics": metrics})), 1)
+    assert hpa["spec"]["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "AverageValue", "averageValue": "500m"}}},
+        {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "2Gi"}}},
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+        {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "3"}}},
+    ]
+
+
+def test_torchserve_warns_that_it_ignores_preferred_batch_sizes() -> None:
+    body = md(model={"uri": "s3://models/bert.mar", "format": "mar"}, placement={"nodePool": "cpu"},
+              runtime={"kind": "torchserve", "maxBatchSize": 8, "dynamicBatching": {"preferredBatchSizes": [4, 8],
+                                                                                    "maxQueueDelayMicroseconds": 2500}})
+    assert runtime_warnings(parse_model_deployment(body)) == [
+        "spec.runtime.dynamicBatching.preferredBatchSizes [4, 8] is ignored: TorchServe has no preferred sizes, it "
+        "batches up to batchSize=8 requests within maxBatchDelay=3 ms; remove the field"]
+    assert runtime_warnings(parse_model_deployment(CASES["torchserve-cpu"])) == []
 
 
 @pytest.mark.parametrize("case", ["torchserve-cpu", "torchserve-gpu-torchscript"])

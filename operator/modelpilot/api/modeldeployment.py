@@ -162,7 +162,7 @@ def _parse_model(m: Mapping[str, Any], name: str) -> ModelRef:
     if bool(export_ref) == bool(m.get("uri")):
         raise SpecError("spec.model", "set exactly one of exportRef or uri")
     if m.get("uri") and not m.get("format"):
-        raise SpecError("spec.model.format", "is required with spec.model.uri", "set it to onnx, torchscript, pt2, savedmodel, tflite or mar")
+        raise SpecError("spec.model.format", "is required with spec.model.uri", "set it to onnx, torchscript, pt2, savedmodel or mar")
     return ModelRef(
         name=m.get("name") or name,
         uri=m.get("uri"),

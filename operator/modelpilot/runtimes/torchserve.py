@@ -123,7 +123,12 @@ class TorchServe:
         return f"{md.model.name}.mar"
 
     def warnings(self, md: ModelDeployment, signature: Signature | None = None) -> list[str]:
+        out = []
         if signature is None and md.model.format in ("torchscript", "pt2"):
-            return ["the artifact's signature is not known: modelpilot's TorchServe handler takes inputs in "
-                    "order and names outputs output0, output1, ...; spec.model.exportRef gives the real names"]
-        return []
+            out.append("the artifact's signature is not known: modelpilot's TorchServe handler takes inputs in "
+                       "order and names outputs output0, output1, ...; spec.model.exportRef gives the real names")
+        if md.runtime.preferred_batch_sizes:
+            out.append(f"spec.runtime.dynamicBatching.preferredBatchSizes {list(md.runtime.preferred_batch_sizes)} is "
+                       f"ignored: TorchServe has no preferred sizes, it batches up to batchSize={batch_size(md)} "
+                       f"requests within maxBatchDelay={max_batch_delay_ms(md)} ms; remove the field")
+        return out
