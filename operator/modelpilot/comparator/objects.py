@@ -11,7 +11,8 @@ from typing import Any, Final
 from .. import constants as c
 from ..api.modeldeployment import ModelDeployment
 from ..config import OperatorConfig
-from ..render import _container_security, labels, owner_reference
+from ..objectmeta import container_security_context, pod_security_context
+from ..render import labels, owner_reference
 from ..rollout.steps import parse_duration
 from .compare import RUNTIME_PROTOCOLS
 
@@ -61,7 +62,7 @@ def build_comparator_deployment(md: ModelDeployment, stable: int, shadow: int | 
         "livenessProbe": {**probe, "httpGet": dict(probe["httpGet"]), "periodSeconds": 10, "failureThreshold": 3},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
                       "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "64Mi"}},
-        "securityContext": _container_security(),
+        "securityContext": container_security_context(),
     }
     pod_labels = labels(md, None, component=COMPONENT)
     return {
@@ -77,8 +78,7 @@ def build_comparator_deployment(md: ModelDeployment, stable: int, shadow: int | 
                 "metadata": {"labels": dict(pod_labels), "annotations": {
                     "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics"}},
                 "spec": {"automountServiceAccountToken": False, "containers": [container],
-                         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                             "seccompProfile": {"type": "RuntimeDefault"}}},
+                         "securityContext": pod_security_context()},
             },
         },
     }
