@@ -13,7 +13,7 @@ def test_tensorflow_targets(export, tf_savedmodel, tmp_path):
     import tensorflow as tf
 
     cal = tmp_path / "cal.npz"
-    np.savez(cal, features=np.random.default_rng(1).standard_normal((64, 16)).astype(np.float32))
+    np.savez(cal, features=np.random.default_rng(1).standard_normal((200, 16)).astype(np.float32))
     r = export({"source": {"uri": f"file://{tf_savedmodel}", "format": "tensorflow"}, "inputs": TF_INPUTS,
                 "validation": {"samples": 16},
                 "targets": [
@@ -29,6 +29,8 @@ def test_tensorflow_targets(export, tf_savedmodel, tmp_path):
                     {"name": "onnx-dynamic", "format": "onnx", "quantization": {"mode": "dynamic"}},
                 ]})
     assert r.rc == 0, r.stderr
+    # No samplesUri: validation holds back the last 16 rows of tflite-int8's calibration data.
+    assert r.manifest["validation"]["samplesSource"].startswith(f"held back from file://{cal} (spec.targets[4]")
     sm = r.target("savedmodel")
     assert sm["uri"].endswith("/savedmodel/") and sm["validation"]["maxAbsError"] == 0.0
     assert any(f["path"] == "savedmodel/saved_model.pb" for f in sm["files"])
