@@ -36,6 +36,7 @@ class Sim:
         self.events: list[tuple[str, str, str]] = []
         self.plans = []
         self.export = None  # the referenced ModelExport's body, for exportRef models
+        self.comparator: dict[str, dict[str, Any]] = {}  # kind -> the shadow comparator's object
 
     @property
     def status(self) -> dict[str, Any]:
@@ -61,14 +62,17 @@ class Sim:
 
     def reconcile(self):
         obs = Observed(deployments=copy.deepcopy(self.deps), nodes=NODES, now=self.now(), autoscalers=frozenset(self.autoscalers),
-                       routes=copy.deepcopy(self.routes), analyze=self.analyze, export=copy.deepcopy(self.export))
+                       routes=copy.deepcopy(self.routes), analyze=self.analyze, export=copy.deepcopy(self.export),
+                       comparator="Deployment" in self.comparator)
         p = plan_model_deployment(self.body, CONFIG, obs)
         for obj in p.apply:
             o = copy.deepcopy(obj)
             o["metadata"].setdefault("annotations", {})[c.ANNOTATION_SPEC_HASH] = object_hash(obj)
             labels = o["metadata"].get("labels") or {}
             rev = labels.get(c.LABEL_REVISION)
-            if o["kind"] == "Deployment":
+            if labels.get(c.LABEL_COMPONENT) == "comparator":
+                self.comparator[o["kind"]] = o
+            elif o["kind"] == "Deployment":
                 old = self.deps.get(int(rev))
                 gen = (old["metadata"]["generation"] + (old["spec"] != {"replicas": o["spec"].get("replicas", old["spec"].get("replicas"))})) if old else 1
                 replicas = o["spec"].get("replicas", (old or {}).get("spec", {}).get("replicas", 1))
@@ -86,7 +90,9 @@ class Sim:
             dep["metadata"]["generation"] += 1
             self._dep_status(dep)
         for kind, _ns, name in p.delete:
-            if kind == "Deployment":
+            if name.endswith("-comparator"):
+                self.comparator.pop(kind, None)
+            elif kind == "Deployment":
                 self.deps.pop(int(name.rsplit("-r", 1)[1]), None)
             elif kind == "HorizontalPodAutoscaler":
                 self.autoscalers.discard(int(name.rsplit("-r", 1)[1]))

@@ -274,6 +274,21 @@ def test_shadow_mirrors_and_serves_nothing_then_promotes_after_duration():
     assert s.status["stableRevision"] == 2
 
 
+def test_shadow_with_compare_mirrors_to_the_comparator_which_calls_both_revisions_then_goes():
+    s = start(rollout({"strategy": "shadow", "shadow": {"percent": 20, "duration": "5m", "compare": True}}, GATEWAY))
+    s.settle()
+    mirror = [f for r in route(s)["spec"]["rules"] for f in r.get("filters", []) if f["type"] == "RequestMirror"]
+    assert [m["requestMirror"] for m in mirror] == [{"backendRef": {"name": "resnet-comparator", "port": 80}, "percent": 20}]
+    assert set(s.comparator) == {"Deployment", "Service"}
+    args = s.comparator["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:4] == ["--stable-url", "http://resnet-r1.ml.svc:80", "--shadow-url", "http://resnet-r2.ml.svc:80"]
+    assert s.status["weights"] == {"stable": 100, "canary": 0, "mirror": 20, "achieved": True}
+    s.advance(301)
+    s.settle()
+    assert s.status["stableRevision"] == 2 and s.comparator == {}
+    assert not [f for r in route(s)["spec"]["rules"] for f in r.get("filters", [])]
+
+
 def test_ab_test_routes_matching_requests_then_promotes():
     ab = {"strategy": "abTest", "abTest": {"match": {"headers": [{"name": "x-user-group", "value": "beta"}]}, "duration": "10m"}}
     s = start(rollout(ab, GATEWAY))

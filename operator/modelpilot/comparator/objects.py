@@ -13,7 +13,6 @@ from ..api.modeldeployment import ModelDeployment
 from ..config import OperatorConfig
 from ..objectmeta import container_security_context, pod_security_context
 from ..render import labels, owner_reference
-from ..rollout.steps import parse_duration
 from .compare import RUNTIME_PROTOCOLS
 
 COMPONENT: Final = "comparator"
@@ -32,6 +31,8 @@ def compares(md: ModelDeployment) -> bool:
 
 
 def _args(md: ModelDeployment, stable: int, shadow: int) -> list[str]:
+    from ..rollout.steps import parse_duration  # here: the rollout package imports traffic, which imports this module
+
     sh = md.rollout.get("shadow") or {}
     timeout = parse_duration(sh.get("comparisonTimeout") or DEFAULT_TIMEOUT, "spec.rollout.shadow.comparisonTimeout")
 
@@ -100,3 +101,11 @@ def build_comparator_service(md: ModelDeployment, shadow: int | None, mirror_per
                       {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
         },
     }
+
+
+def build_comparator_objects(md: ModelDeployment, stable: int, shadow: int | None, mirror_percent: int,
+                             config: OperatorConfig) -> list[dict[str, Any]]:
+    """The comparator's Deployment and Service while a compared mirror is in force, else []."""
+    objs = [build_comparator_deployment(md, stable, shadow, mirror_percent, config),
+            build_comparator_service(md, shadow, mirror_percent)]
+    return [o for o in objs if o is not None]

@@ -16,6 +16,7 @@ from ..analysis import step as analysis_step
 from ..rollout import Observed, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
 from ..kube import KubeClient
+from ..comparator.objects import COMPONENT as COMPARATOR
 from ..traffic.base import ROUTE_COMPONENTS
 from .apply import STALE, apply_and_report
 
@@ -62,7 +63,9 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     now = now_rfc3339()
     observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now, autoscalers=autoscalers,
                         routes=routes, analyze=_analyzer(config, now, namespace), export=export, disruption_budgets=pdbs,
-                        network_policy=bool(store.owned("NetworkPolicy", namespace, name)))
+                        network_policy=bool(store.owned("NetworkPolicy", namespace, name)),
+                        comparator=any(((d.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) == COMPARATOR
+                                       for d in store.owned("Deployment", namespace, name)))
 
     # Plan.
     plan = plan_model_deployment(body, config, observed)

@@ -34,6 +34,7 @@ class Observed:
     export: Mapping[str, Any] | None = None
     disruption_budgets: frozenset[int] = frozenset()  # revisions that have a PodDisruptionBudget
     network_policy: bool = False  # the ModelDeployment's NetworkPolicy exists
+    comparator: bool = False  # the shadow comparator's Deployment exists (spec.rollout.shadow.compare)
 
 
 @dataclass

@@ -9,6 +9,7 @@ The walk, one module per phase (docs/design.md tells it in prose):
     observe_routes      revisions.py  does the Gateway or mesh accept the live routes?
     decide_step         decide.py     interpret the steps: the split and each revision's size
     plan_routes         sizing.py     the router's objects for the split
+    plan_comparator     sizing.py     the shadow comparator while a compared mirror is in force
     apply_scale_downs,  sizing.py     scale-downs that are due; what to apply, scale, delete
     plan_revisions ...
     settle_history      history.py    outcomes; revisions beyond the history limit deleted
@@ -27,7 +28,7 @@ from .decide import decide_step
 from .history import settle_history
 from .model import AnalyzeFn, Observed, Plan, Reconcile
 from .revisions import observe_revisions, observe_routes, unschedulable
-from .sizing import apply_scale_downs, plan_revisions, plan_routes, plan_shared_objects
+from .sizing import apply_scale_downs, plan_comparator, plan_revisions, plan_routes, plan_shared_objects
 from .status import derive_status, invalid_status, waiting_status
 
 __all__ = ["AnalyzeFn", "Observed", "Plan", "plan_model_deployment"]
@@ -50,6 +51,7 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     apply_scale_downs(rc, decision)
     plan_revisions(rc, revs, decision)
     routes = plan_routes(rc, decision)
+    plan_comparator(rc, decision)
     plan_shared_objects(rc, decision)
     history = settle_history(rc, revs, decision)
     return derive_status(rc, revs.target, decision, history, routes, routing)

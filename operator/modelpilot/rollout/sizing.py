@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import constants as c
 from ..clock import to_epoch
+from ..comparator.objects import build_comparator_objects, comparator_name
 from ..render import build_network_policy, build_revision_objects
 from .decide import Decision
 from .model import Reconcile, spec_replicas
@@ -74,6 +75,15 @@ def plan_shared_objects(rc: Reconcile, d: Decision) -> None:
     for rev in rc.obs.autoscalers:
         if not md.autoscaling or d.replicas_for.get(rev, 0) == 0:
             rc.plan.delete.append(("HorizontalPodAutoscaler", md.namespace, c.revision_name(md.name, rev)))
+
+
+def plan_comparator(rc: Reconcile, d: Decision) -> None:
+    """The shadow comparator while a compared mirror is in force (the routes mirror to it); gone after."""
+    md = rc.md
+    objs = build_comparator_objects(md, d.state.stable_revision, d.state.canary_revision, d.state.mirror_percent, rc.config)
+    rc.plan.apply.extend(objs)
+    if not objs and rc.obs.comparator:
+        rc.plan.delete += [(kind, md.namespace, comparator_name(md)) for kind in ("Deployment", "Service")]
 
 
 def plan_routes(rc: Reconcile, d: Decision) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
+from ..comparator.objects import comparator_name, compares
 from ..render import build_entry_service, labels, owner_reference
 from ..objectmeta import object_meta
 from .base import Achieved, HeaderMatch, ReplicaPlan, TrafficState
@@ -21,6 +22,12 @@ _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 def service_name(md: ModelDeployment, revision: int) -> str:
     return c.revision_name(md.name, revision)
+
+
+def mirror_service_name(md: ModelDeployment, canary_revision: int) -> str:
+    """Where the mirror sends its copies: the shadow revision's Service, or with
+    spec.rollout.shadow.compare the comparator's, which calls both revisions itself."""
+    return comparator_name(md) if compares(md) else service_name(md, canary_revision)
 
 
 def preview_service_name(md: ModelDeployment) -> str:
@@ -184,8 +191,8 @@ class ProxyRouter:
     def build_route(self, md: ModelDeployment, state: TrafficState) -> dict[str, Any]:
         raise NotImplementedError
 
-    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], canary_service: str | None) -> tuple[dict[str, int], int]:
-        """(service -> weight, mirror percent to `canary_service`) of the route's split rule."""
+    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], mirror_service: str | None) -> tuple[dict[str, int], int]:
+        """(service -> weight, mirror percent to `mirror_service`) of the route's split rule."""
         raise NotImplementedError
 
     # What decides where a request goes, in a form where the apiserver's defaults do not differ.
@@ -200,7 +207,8 @@ class ProxyRouter:
         if route is None:
             return None
         canary_service = service_name(md, state.canary_revision) if state.canary_revision is not None else None
-        weights, mirror = self.split_of(md, route, canary_service)
+        mirror_service = mirror_service_name(md, state.canary_revision) if state.canary_revision is not None else None
+        weights, mirror = self.split_of(md, route, mirror_service)
         total = sum(weights.values())
         canary_weight = share_percent(weights.get(canary_service, 0), total) if canary_service else 0
         notes = []

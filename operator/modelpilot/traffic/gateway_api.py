@@ -22,7 +22,8 @@ from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
 from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, RouteHealth, TrafficState
-from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, route_metadata, service_name, share_percent)
+from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, mirror_service_name,
+                     route_metadata, service_name, share_percent)
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 RULE_AB = "ab-test"
@@ -47,7 +48,7 @@ def _rules(md: ModelDeployment, state: TrafficState) -> list[dict[str, Any]]:
     split["backendRefs"].append(_backend(md, canary, state.canary_weight))
     if state.mirror_percent:
         split["filters"] = [{"type": "RequestMirror", "requestMirror": {
-            "backendRef": {"name": service_name(md, canary), "port": md.port}, "percent": state.mirror_percent}}]
+            "backendRef": {"name": mirror_service_name(md, canary), "port": md.port}, "percent": state.mirror_percent}}]
     preview = [{"headers": [{"type": "Exact", "name": PREVIEW_HEADER, "value": PREVIEW_HEADER_VALUE}]}]
     first = [(RULE_AB, _ab_matches(state))] if state.has_match else []
     first += [(RULE_PREVIEW, preview)] if state.preview else []
@@ -68,10 +69,10 @@ def _ab_matches(state: TrafficState) -> list[dict[str, Any]]:
     return matches
 
 
-def _mirror_percent(rule: Mapping[str, Any], canary_service: str) -> int:
+def _mirror_percent(rule: Mapping[str, Any], mirror_service: str) -> int:
     for f in rule.get("filters") or ():
         mirror = f.get("requestMirror") or {}
-        if f.get("type") != "RequestMirror" or (mirror.get("backendRef") or {}).get("name") != canary_service:
+        if f.get("type") != "RequestMirror" or (mirror.get("backendRef") or {}).get("name") != mirror_service:
             continue
         if "percent" in mirror:
             return int(mirror["percent"])
@@ -132,12 +133,12 @@ class GatewayAPIRouter(ProxyRouter):
     signature = staticmethod(_signature)
 
 
-    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], canary_service: str | None) -> tuple[dict[str, int], int]:
+    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], mirror_service: str | None) -> tuple[dict[str, int], int]:
         split = named_rule((route.get("spec") or {}).get("rules") or [], RULE_SPLIT)
         weights: dict[str, int] = {}
         for ref in split.get("backendRefs") or ():
             weights[ref.get("name", "")] = weights.get(ref.get("name", ""), 0) + int(ref.get("weight", 1))
-        return weights, _mirror_percent(split, canary_service) if canary_service else 0
+        return weights, _mirror_percent(split, mirror_service) if mirror_service else 0
 
     def refusals(self, route: Mapping[str, Any]) -> list[str]:
         return [message for _, message in _rejections(route)]

@@ -28,7 +28,8 @@ from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
 from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, RouteHealth, TrafficState
-from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, route_metadata, service_host, service_name)
+from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, mirror_service_name,
+                     route_metadata, service_host, service_name)
 
 API_VERSION = "networking.istio.io/v1"
 ROUTE_AB = "ab-test"
@@ -94,7 +95,7 @@ def _http_routes(md: ModelDeployment, state: TrafficState) -> list[dict[str, Any
         return [split]
     split["route"].append(_destination(md, canary, state.canary_weight))
     if state.mirror_percent:
-        split["mirror"] = {"host": service_host(md, service_name(md, canary)), "port": {"number": md.port}}
+        split["mirror"] = {"host": service_host(md, mirror_service_name(md, canary)), "port": {"number": md.port}}
         split["mirrorPercentage"] = {"value": float(state.mirror_percent)}
     matches = {ROUTE_AB: _ab_matches(state) if state.has_match else None,
                ROUTE_PREVIEW: [{"headers": {PREVIEW_HEADER: {"exact": PREVIEW_HEADER_VALUE}}}] if state.preview else None}
@@ -152,7 +153,7 @@ class IstioRouter(ProxyRouter):
     def check(self, md: ModelDeployment, policy: RoutePolicy = RoutePolicy()) -> SpecError | None:
         return check_ab_headers(md) or check_hosts(md, policy) or check_gateways(md, policy)
 
-    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], canary_service: str | None) -> tuple[dict[str, int], int]:
+    def split_of(self, md: ModelDeployment, route: Mapping[str, Any], mirror_service: str | None) -> tuple[dict[str, int], int]:
         split = named_rule((route.get("spec") or {}).get("http") or [], ROUTE_SPLIT)
         weights: dict[str, int] = {}
         dests = split.get("route") or []
@@ -161,7 +162,7 @@ class IstioRouter(ProxyRouter):
             # Istio: a lone destination without a weight takes everything.
             weights[name] = weights.get(name, 0) + int(d.get("weight", 100 if len(dests) == 1 else 0))
         mirror = 0
-        if canary_service and split.get("mirror") and _service_of(split["mirror"].get("host", "")) == canary_service:
+        if mirror_service and split.get("mirror") and _service_of(split["mirror"].get("host", "")) == mirror_service:
             mirror = round(float((split.get("mirrorPercentage") or {}).get("value", 100.0)))
         return weights, mirror
 
