@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..hashing import spec_hash
+from .. import constants as c
 from .errors import SpecError
 from .rollout import Autoscaling, RolloutSpec, TrafficSpec, parse_autoscaling, parse_rollout, parse_traffic
 
@@ -138,7 +139,9 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
     rollout = spec.get("rollout") or {}
     strategy = rollout.get("strategy") or "direct"
     if strategy not in STRATEGIES:
-        raise SpecError("spec.rollout.strategy", f"unknown strategy {strategy!r}", f"use one of {', '.join(STRATEGIES)}")
+        # The CRD's enum stops this; an operator older than its CRD is the one way here.
+        raise SpecError("spec.rollout.strategy", f"strategy {strategy!r} is not supported by this operator version",
+                        f"use one of {', '.join(STRATEGIES)}, or upgrade the operator", reason=c.REASON_STRATEGY_UNSUPPORTED)
     return ModelDeployment(
         name=name,
         namespace=meta.get("namespace") or "default",

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from ..analysis import validate as validate_analysis
 from ..api.errors import SpecError
-from ..api.modeldeployment import ModelDeployment, check_runtime_format, parse_model_deployment
+from ..api.modeldeployment import RUNTIME_FORMATS, ModelDeployment, check_runtime_format, parse_model_deployment
 from ..config import OperatorConfig
 from ..placement import scheduling_for
 from ..render import ExportArtifact
@@ -30,9 +30,22 @@ def check_spec(body: Mapping[str, Any], config: OperatorConfig, observed: Observ
     if err is not None:
         raise err
     steps = compile_steps(md)
+    _check_analysis_is_used(md)
     for field_path, block in analysis_blocks(md):
         _check_analysis(field_path, block)
     return Checked(md=md, router=router, export=export, steps=steps, scheduling=scheduling)
+
+
+def _check_analysis_is_used(md: ModelDeployment) -> None:
+    """spec.rollout.analysis gates canary, blueGreen and shadow; elsewhere it would be ignored."""
+    if not md.rollout.get("analysis"):
+        return
+    if md.strategy == "direct":
+        raise SpecError("spec.rollout.analysis", "strategy direct has no steps for an analysis to gate",
+                        "remove it, or use strategy canary, blueGreen or shadow")
+    if md.strategy == "abTest":
+        raise SpecError("spec.rollout.analysis", "strategy abTest is judged by spec.rollout.abTest.analysis",
+                        "move the block to spec.rollout.abTest.analysis")
 
 
 def _check_analysis(field_path: str, block: Mapping[str, Any]) -> None:
@@ -53,15 +66,22 @@ def resolve_export(md: ModelDeployment, body: Mapping[str, Any] | None) -> Expor
     st = body.get("status") or {}
     arts = st.get("artifacts") or []
     want = md.model.export_target
-    art = next((a for a in arts if a.get("name") == want), None) if want else (arts[0] if arts else None)
+    servable = [a for a in arts if a.get("format") in RUNTIME_FORMATS[md.runtime.kind]]
+    art = next((a for a in arts if a.get("name") == want), None) if want else (servable[0] if servable else None)
     if art is None:
         if st.get("phase") == "Failed":
             return ExportResolution(problem=f"{ref} failed: {st.get('message', '')}")
-        if want and arts:
-            return ExportResolution(problem=f"{ref} has no target {want!r} (spec.model.exportRef.target); "
-                                            f"it has: {', '.join(a.get('name', '') for a in arts)}")
+        if arts:
+            what = f"no target {want!r} (spec.model.exportRef.target)" if want else \
+                f"no artifact runtime {md.runtime.kind} can serve ({', '.join(RUNTIME_FORMATS[md.runtime.kind])})"
+            listed = ", ".join(f"{a.get('name', '?')} ({a.get('format', '?')})" for a in arts)
+            return ExportResolution(problem=f"{ref} has {what}; it has: {listed}")
         return ExportResolution(problem=f"{ref} has no artifact yet (phase {st.get('phase', 'Pending')})")
     if not st.get("manifestUri"):
         return ExportResolution(problem=f"{ref} reports no manifestUri")
+    if art.get("validated") is False and not ((body.get("spec") or {}).get("validation") or {}).get("warnOnly"):
+        return ExportResolution(problem=f"{ref}: artifact {art.get('name')!r} failed validation and the export's "
+                                        "spec.validation.warnOnly is not set: it is not rolled out; fix the export, "
+                                        "or set warnOnly to serve it anyway")
     return ExportResolution(artifact=ExportArtifact(format=art.get("format", ""), manifest_uri=st["manifestUri"]),
                             digest=f"sha256:{art.get('sha256', '')}")

@@ -40,8 +40,8 @@ def invalid_status(body: Mapping[str, Any], err: SpecError, now: str) -> Plan:
     status: dict[str, Any] = dict(body.get("status") or {})
     gen = int((body.get("metadata") or {}).get("generation") or 0)
     conds = status.get("conditions") or []
-    new_conds = set_condition(conds, c.COND_SPEC_VALID, False, c.REASON_INVALID_SPEC, str(err), gen, now)
-    new_conds = set_condition(new_conds, c.COND_READY, False, c.REASON_INVALID_SPEC, str(err), gen, now)
+    new_conds = set_condition(conds, c.COND_SPEC_VALID, False, err.reason, str(err), gen, now)
+    new_conds = set_condition(new_conds, c.COND_READY, False, err.reason, str(err), gen, now)
     st = copy.deepcopy(status)
     st.update({"phase": "Failed", "observedGeneration": gen, "conditions": new_conds, "message": str(err)})
     return Plan(status=st, events=events_for(conds, new_conds))
