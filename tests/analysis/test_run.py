@@ -335,6 +335,7 @@ def test_validate_names_every_problem():
         {"name": "a", "query": "x{{foo}}", "successCondition": "result <"},
         {"name": "b", "query": "up"},
         {"name": "c", "judge": {"canaryQuery": "{{canaryService}}", "baselineQuery": "x", "direction": "up"}},
+        {"name": "d", "judge": {"type": "kolmogorovSmirnov", "canaryQuery": "x", "baselineQuery": "x"}},
     ]}
     problems = validate(spec, {"namespace": "ml", "name": "s", "stableRevision": 1})
     assert problems == [
@@ -345,6 +346,7 @@ def test_validate_names_every_problem():
         "metrics[b].query: needs successCondition, failureCondition or thresholdRange",
         "metrics[c].judge.canaryQuery: {{canaryService}} cannot be filled in here (the rollout has no canaryService)",
         "metrics[c].judge.direction: must be increase, decrease or either",
+        "metrics[d].judge.type: 'kolmogorovSmirnov' is not a test this operator has; use mannWhitney",
     ]
     assert validate(analysis(), CTX) == []
 

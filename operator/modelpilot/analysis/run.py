@@ -130,6 +130,8 @@ def _metric_problems(metric: Mapping[str, Any], ctx: Mapping[str, Any] | None) -
                 problems.append(f"metrics[{name}].{field}: {e}")
     judge = metric.get("judge")
     if judge is not None:
+        if judge.get("type", "mannWhitney") != "mannWhitney":  # the one test the judge implements (judge.py)
+            problems.append(f"metrics[{name}].judge.type: {judge['type']!r} is not a test this operator has; use mannWhitney")
         if judge.get("direction", EITHER) not in ("increase", "decrease", "either"):
             problems.append(f"metrics[{name}].judge.direction: must be increase, decrease or either")
         if not 0 < float(judge.get("confidence", DEFAULT_CONFIDENCE)) < 1:
