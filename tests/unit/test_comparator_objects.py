@@ -57,3 +57,19 @@ def test_nothing_is_rendered_unless_a_compared_mirror_is_in_force(spec, shadow_r
 def test_a_bad_timeout_names_the_field() -> None:
     with pytest.raises(SpecError, match="spec.rollout.shadow.comparisonTimeout"):
         build_comparator_deployment(shadow(compare=True, comparisonTimeout="soon"), 3, 4, 20, CONFIG)
+
+
+def test_the_sample_renders_a_comparator_with_its_bounds_and_a_valid_analysis() -> None:
+    from modelpilot.analysis import validate
+
+    body = yaml.safe_load((Path(__file__).parents[2] / "docs/samples/modeldeployment-shadow-compare.yaml").read_text())
+    body["metadata"].update({"namespace": "ml", "uid": "u", "generation": 1})
+    m = parse_model_deployment(body)
+    args = build_comparator_deployment(m, 1, 2, 20, CONFIG)["spec"]["template"]["spec"]["containers"][0]["args"]
+    settings, _ = parse_args(args)
+    assert (settings.rate, settings.timeout, settings.protocol) == (50.0, 2.0, "torchserve")
+    assert validate(body["spec"]["rollout"]["analysis"]) == []
+    queries = " ".join(x["query"] for x in body["spec"]["rollout"]["analysis"]["metrics"])
+    for metric in ("modelpilot_shadow_rows_agreed_total", "modelpilot_shadow_rows_compared_total",
+                   "modelpilot_shadow_latency_seconds_sum", "modelpilot_shadow_mirrored_requests_total"):
+        assert metric in queries
