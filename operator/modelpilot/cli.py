@@ -72,7 +72,44 @@ def _get(args: argparse.Namespace) -> dict[str, Any] | None:
     return json.loads(r.stdout)
 
 
-def format_status(body: dict[str, Any]) -> str:
+def _comparison(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The shadow comparator's /comparison, through the apiserver's service proxy (the user's own
+    RBAC: `get` on services/proxy), while a compared shadow rollout runs; None otherwise."""
+    sh = ((body.get("spec") or {}).get("rollout") or {}).get("shadow") or {}
+    st = body.get("status") or {}
+    if not (sh.get("compare") and st.get("canaryRevision") and (st.get("weights") or {}).get("mirror")):
+        return None
+    meta = body["metadata"]
+    path = f"/api/v1/namespaces/{meta['namespace']}/services/{meta['name']}-comparator:metrics/proxy/comparison"
+    r = _kubectl(None, "get", "--raw", path)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip()[:200] or "the comparator did not answer"}
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {"error": f"the comparator answered: {r.stdout[:200]}"}
+
+
+def format_comparison(cmp: dict[str, Any]) -> list[str]:
+    if cmp.get("error"):
+        return [f"  comparison: not available ({cmp['error']})"]
+    s = cmp.get("summary") or {}
+
+    def num(key: str, fmt: str) -> str:
+        return "-" if s.get(key) is None else format(s[key], fmt)
+
+    lines = [f"  comparison: {s.get('requestsCompared', 0)} compared, agreement {num('agreement', '.2%')}, "
+             f"max |diff| {num('maxAbsDiff', '.4g')}, mean |diff| {num('meanAbsDiff', '.4g')}, "
+             f"latency x{num('latencyRatio', '.2f')}, shadow errors {num('shadowErrorRate', '.2%')}"]
+    latest = cmp.get("latest") or {}
+    if latest:
+        detail = latest.get("error") or latest.get("mismatch") or (
+            f"{latest.get('agreedRows')}/{latest.get('rows')} rows agree, max |diff| {latest.get('maxAbsDiff', 0):.4g}")
+        lines.append(f"    latest {latest.get('at', '')} {latest.get('path', '')}: {latest.get('outcome')} - {detail}")
+    return lines
+
+
+def format_status(body: dict[str, Any], comparison: dict[str, Any] | None = None) -> str:
     st = body.get("status") or {}
     spec = body.get("spec") or {}
     w = st.get("weights") or {}
@@ -94,6 +131,8 @@ def format_status(body: dict[str, Any]) -> str:
         lines.append(f"  paused:    {st['pauseReason']}")
     if ro.get("aborted"):
         lines.append(f"  aborted:   revision {ro['aborted']['revision']}: {ro['aborted']['message']}")
+    if comparison is not None:
+        lines.extend(format_comparison(comparison))
     runs = (st.get("analysis") or {}).get("runs") or {}
     if runs:
         lines.append("  analysis:")
@@ -116,7 +155,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         body = _get(args)
         if body is None:
             return 1
-        text = format_status(body)
+        text = format_status(body, _comparison(body))
         if not args.watch:
             print(text)
             return 0

@@ -46,3 +46,27 @@ def test_render_rejects_other_kinds_and_bad_yaml() -> None:
     assert "only ModelDeployment" in render("-f", "-", input="kind: Pod\napiVersion: v1\n").stderr
     bad = render("-f", "-", input="a: [\n")
     assert bad.returncode != 0 and "not valid YAML" in bad.stderr
+
+
+def test_status_shows_the_latest_comparison_of_a_compared_shadow() -> None:
+    from modelpilot.cli import format_status
+    from modelpilot.comparator.compare import Comparison
+    from modelpilot.comparator.metrics import ComparatorMetrics
+    from modelpilot.comparator.server import Settings
+
+    m = ComparatorMetrics(Settings("", "", "torchserve", "ml", "fraud", "1", "2"))
+    m.latency(0.010, 0.012)
+    m.compared(Comparison(rows=4, agreed_rows=3, values=40, max_abs_diff=0.25, sum_abs_diff=2.0))
+    m.outcome("compared")
+    m.outcome("shadow_error")
+    latest = {"outcome": "compared", "rows": 4, "agreedRows": 3, "maxAbsDiff": 0.25, "at": "2026-11-30T12:00:00Z",
+              "path": "/predictions/fraud"}
+    body = {"metadata": {"name": "fraud", "namespace": "ml"}, "spec": {"rollout": {"strategy": "shadow", "shadow": {"compare": True}}},
+            "status": {"phase": "Progressing", "canaryRevision": 2, "weights": {"mirror": 20}}}
+    text = format_status(body, {"summary": m.summary(), "latest": latest})
+    assert ("  comparison: 1 compared, agreement 75.00%, max |diff| 0.25, mean |diff| 0.05, latency x1.20, "
+            "shadow errors 50.00%") in text.splitlines()
+    assert "    latest 2026-11-30T12:00:00Z /predictions/fraud: compared - 3/4 rows agree, max |diff| 0.25" in text.splitlines()
+    assert "comparison: not available (services \"fraud-comparator\" not found)" in format_status(
+        body, {"error": 'services "fraud-comparator" not found'})
+    assert "comparison" not in format_status(body)
