@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,12 +159,23 @@ def metric_target() -> Iterator[MetricTarget]:
 
 
 @pytest.fixture(scope="session")
-def prometheus_url(metric_target: MetricTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus (hack/prometheus.sh, Debian package) scraping the test's target twice a second."""
+def comparator_metrics_port() -> int:
+    """A loopback port Prometheus scrapes from the start: a test runs the shadow comparator's
+    metrics there (tests/e2e/test_shadow_compare.py); nothing listens otherwise."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(metric_target: MetricTarget, comparator_metrics_port: int,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus (hack/prometheus.sh, Debian package) scraping the test's targets twice a second."""
     local = tmp_path_factory.mktemp("prometheus-e2e")
     env = {**os.environ, "MODELPILOT_LOCAL_DIR": str(local)}
     script = str(REPO / "hack" / "prometheus.sh")
-    r = subprocess.run([script, "start", "--port", "0", "--scrape-interval", "500ms", "--target", f"e2e={metric_target.address}"],
+    r = subprocess.run([script, "start", "--port", "0", "--scrape-interval", "500ms", "--target", f"e2e={metric_target.address}",
+                        "--target", f"comparator=127.0.0.1:{comparator_metrics_port}"],
                        env=env, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         raise RuntimeError(f"hack/prometheus.sh start failed ({r.returncode}):\n{r.stderr}{r.stdout}")
