@@ -81,7 +81,7 @@ def _comparison(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     meta = body["metadata"]
     path = f"/api/v1/namespaces/{meta['namespace']}/services/{meta['name']}-comparator:metrics/proxy/comparison"
-    r = _kubectl(None, "get", "--raw", path)
+    r = kubectl(None, "get", "--raw", path)
     if r.returncode != 0:
         return {"error": r.stderr.strip()[:200] or "the comparator did not answer"}
     try:

@@ -73,7 +73,7 @@ def comparator():
         proc.wait(timeout=10)
 
 
-def test_comparator_between_two_real_torchserve_versions(serve, comparator, two_versions) -> None:
+def test_comparator_between_two_real_torchserve_versions(serve, comparator, two_versions) -> None:  # noqa: F811
     ref = np.load(two_versions["reference"])
     stable, _, _ = serve(_md(f"file://{two_versions['v1']}"), SIG, two_versions["v1"])
     shadow, _, _ = serve(_md(f"file://{two_versions['v2']}"), SIG, two_versions["v2"])
@@ -128,7 +128,7 @@ def _record(ref, tag: str, rows: int = 4) -> dict:
                         for i in range(rows)]}
 
 
-def test_parity_check_passes_the_right_model_and_names_the_difference_of_the_wrong_one(serve, two_versions, tmp_path) -> None:
+def test_parity_check_passes_the_right_model_and_names_the_difference_of_the_wrong_one(serve, two_versions, tmp_path) -> None:  # noqa: F811
     ref = np.load(two_versions["reference"])
     record = tmp_path / "parity.json"
     record.write_text(json.dumps(_record(ref, "v1")))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..hashing import spec_hash
 from .. import constants as c
+from ..hashing import spec_hash
 from .errors import SpecError
 from .rollout import Autoscaling, RolloutSpec, TrafficSpec, parse_autoscaling, parse_rollout, parse_traffic
 

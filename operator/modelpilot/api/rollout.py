@@ -26,6 +26,8 @@ class Shadow:
     percent: int = 100
     duration: str | None = None
     compare: bool = False
+    max_comparisons_per_second: int = 20  # the comparator's rate limit (comparator/objects.py)
+    comparison_timeout: str = "5s"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ def parse_rollout(r: Mapping[str, Any], strategy: str) -> RolloutSpec:
                              scale_down_delay_seconds=int(bg.get("scaleDownDelaySeconds", 30)),
                              preview_replicas=bg.get("previewReplicas") or None,
                              pre_promotion_analysis=bg.get("prePromotionAnalysis") or None),
-        shadow=Shadow(percent=int(sh.get("percent", 100)), duration=sh.get("duration") or None, compare=bool(sh.get("compare", False))),
+        shadow=Shadow(percent=int(sh.get("percent", 100)), duration=sh.get("duration") or None, compare=bool(sh.get("compare", False)),
+                      max_comparisons_per_second=int(sh.get("maxComparisonsPerSecond") or 20),
+                      comparison_timeout=str(sh.get("comparisonTimeout") or "5s")),
         ab_test=ABTest(headers=tuple(HeaderRule(h["name"], str(h["value"]), h.get("type") or "Exact") for h in match.get("headers") or ()),
                        cookie=(cookie["name"], str(cookie["value"])) if cookie else None,
                        weight=int(ab.get("weight") or 0), duration=ab.get("duration") or None, analysis=ab.get("analysis") or None),

@@ -18,8 +18,9 @@ are measured over every value of every output either way.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 PROTOCOLS = ("v2", "torchserve", "tfserving")
 #: spec.runtime.kind -> the protocol its HTTP inference API speaks.
@@ -152,12 +153,12 @@ def compare_answers(stable: Mapping[str, Tensor], shadow: Mapping[str, Tensor], 
         a, b = stable[name], shadow[name]
         for i in range(a.rows):
             ra, rb = a.row(i), b.row(i)
-            diffs = [abs(x - y) for x, y in zip(ra, rb)]
+            diffs = [abs(x - y) for x, y in zip(ra, rb, strict=True)]
             values += len(diffs)
             sum_diff += sum(diffs)
             max_diff = max([max_diff, *diffs])
             if not by_top1:
-                agree[i] = agree[i] and all(d <= atol + rtol * abs(x) for d, x in zip(diffs, ra))
+                agree[i] = agree[i] and all(d <= atol + rtol * abs(x) for d, x in zip(diffs, ra, strict=True))
             elif len(ra) > 1:
                 agree[i] = agree[i] and _argmax(ra) == _argmax(rb)
     return Comparison(rows=rows, agreed_rows=sum(agree), values=values, max_abs_diff=max_diff, sum_abs_diff=sum_diff)

@@ -27,7 +27,7 @@ P = "modelpilot_shadow_"
 
 
 class ComparatorMetrics:
-    def __init__(self, s: "Settings") -> None:
+    def __init__(self, s: Settings) -> None:
         self.registry = CollectorRegistry()
         r, ids = self.registry, (s.namespace, s.name, s.stable_revision, s.shadow_revision)
 

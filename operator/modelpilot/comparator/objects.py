@@ -18,8 +18,6 @@ from .compare import RUNTIME_PROTOCOLS
 COMPONENT: Final = "comparator"
 HTTP_PORT: Final = 8080
 METRICS_PORT: Final = 9090
-DEFAULT_RATE: Final = 20
-DEFAULT_TIMEOUT: Final = "5s"
 
 
 def comparator_name(md: ModelDeployment) -> str:
@@ -27,14 +25,14 @@ def comparator_name(md: ModelDeployment) -> str:
 
 
 def compares(md: ModelDeployment) -> bool:
-    return md.strategy == "shadow" and bool((md.rollout.get("shadow") or {}).get("compare"))
+    return md.strategy == "shadow" and md.rollout.shadow.compare
 
 
 def _args(md: ModelDeployment, stable: int, shadow: int) -> list[str]:
     from ..rollout.steps import parse_duration  # here: the rollout package imports traffic, which imports this module
 
-    sh = md.rollout.get("shadow") or {}
-    timeout = parse_duration(sh.get("comparisonTimeout") or DEFAULT_TIMEOUT, "spec.rollout.shadow.comparisonTimeout")
+    sh = md.rollout.shadow
+    timeout = parse_duration(sh.comparison_timeout, "spec.rollout.shadow.comparisonTimeout")
 
     def url(rev: int) -> str:
         return f"http://{c.revision_name(md.name, rev)}.{md.namespace}.svc:{md.port}"
@@ -43,7 +41,7 @@ def _args(md: ModelDeployment, stable: int, shadow: int) -> list[str]:
             "--protocol", RUNTIME_PROTOCOLS[md.runtime.kind],
             "--namespace", md.namespace, "--name", md.name,
             "--stable-revision", str(stable), "--shadow-revision", str(shadow),
-            "--rate", str(int(sh.get("maxComparisonsPerSecond") or DEFAULT_RATE)),
+            "--rate", str(sh.max_comparisons_per_second),
             "--timeout", f"{timeout:g}", "--port", str(HTTP_PORT), "--metrics-port", str(METRICS_PORT)]
 
 

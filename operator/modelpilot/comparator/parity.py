@@ -17,8 +17,9 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .compare import PROTOCOLS, FormatError, Tensor, parse_answer, tensor_from_nested
 
@@ -64,7 +65,7 @@ def build_request(protocol: str, model: str, inputs: Mapping[str, Mapping[str, A
 def check_parity(record: Mapping[str, Any], send: Send, protocol: str, model: str) -> ParityResult:
     """Send every recorded input; the first answer outside the tolerances fails the check."""
     atol, rtol = float(record["atol"]), float(record["rtol"])
-    samples = list(zip(record["inputs"], record["outputs"]))
+    samples = list(zip(record["inputs"], record["outputs"], strict=True))
     for i, (inputs, outputs) in enumerate(samples):
         path, body = build_request(protocol, model, inputs)
         where = f"recorded input {i} ({_preview(inputs)})"
@@ -92,8 +93,8 @@ def _difference(expected: Mapping[str, Tensor], served: Mapping[str, Tensor], at
             return name, None, f"output {name!r} is missing (served: {sorted(served)})"
         if got.shape != want.shape:
             return name, None, f"output {name!r} has shape {list(got.shape)}, exported {list(want.shape)}"
-        diffs = [abs(a - b) for a, b in zip(got.values, want.values)]
-        bad = [k for k, (d, w) in enumerate(zip(diffs, want.values)) if not d <= atol + rtol * abs(w)]
+        diffs = [abs(a - b) for a, b in zip(got.values, want.values, strict=True)]
+        bad = [k for k, (d, w) in enumerate(zip(diffs, want.values, strict=True)) if not d <= atol + rtol * abs(w)]
         if bad:
             k = max(bad, key=diffs.__getitem__)
             return name, max(diffs), (f"output {name!r} differs by up to {max(diffs):.6g} at index {k} "

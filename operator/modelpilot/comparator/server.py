@@ -18,8 +18,9 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -122,7 +123,7 @@ class Comparator:
                 if r.status >= 400:
                     return None, took, f"HTTP {r.status}: {raw[:200].decode(errors='replace')}"
                 return json.loads(raw), took, ""
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None, time.perf_counter() - start, f"no answer within {self.s.timeout}s"
         except (aiohttp.ClientError, ValueError) as e:
             return None, time.perf_counter() - start, f"{type(e).__name__}: {e}"
@@ -152,7 +153,7 @@ class Comparator:
         return {"outcome": "compared", **cmp.to_dict(), "latencyRatio": tb / ta if ta else None}
 
 
-COMPARATOR: web.AppKey["Comparator"] = web.AppKey("comparator")
+COMPARATOR: web.AppKey[Comparator] = web.AppKey("comparator")
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -193,7 +194,7 @@ async def serve(settings: Settings, host: str, port: int, metrics_port: int) -> 
     """Start both apps; returns their runners (call `cleanup()` on each to stop)."""
     comparator = Comparator(settings, ComparatorMetrics(settings))
     runners = []
-    for app, p in zip(build_apps(comparator), (port, metrics_port)):
+    for app, p in zip(build_apps(comparator), (port, metrics_port), strict=True):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, p).start()

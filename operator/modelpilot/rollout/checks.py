@@ -38,7 +38,7 @@ def check_spec(body: Mapping[str, Any], config: OperatorConfig, observed: Observ
 
 def _check_analysis_is_used(md: ModelDeployment) -> None:
     """spec.rollout.analysis gates canary, blueGreen and shadow; elsewhere it would be ignored."""
-    if not md.rollout.get("analysis"):
+    if not md.rollout.analysis:
         return
     if md.strategy == "direct":
         raise SpecError("spec.rollout.analysis", "strategy direct has no steps for an analysis to gate",
