@@ -75,3 +75,14 @@ def test_v2_answers() -> None:
                            {"outputs": [{"name": "logits", "shape": [1, 2], "datatype": "FP32", "data": [0.3, 0.7]}]}])
     assert check_parity(RECORD, send, "v2", "m").passed
     assert sent[0][0] == "/v2/models/m/infer"
+
+
+def test_the_cli_refuses_a_file_that_is_not_a_record(tmp_path, capsys) -> None:
+    from modelpilot.comparator.parity import main
+
+    bad = tmp_path / "manifest.json"
+    bad.write_text('{"kind": "ModelExportManifest"}')
+    assert main(["--record", str(bad), "--url", "http://127.0.0.1:9", "--protocol", "v2", "--model", "m"]) == 2
+    assert capsys.readouterr().err == (f"--record {bad}: no atol, rtol, inputs, outputs: not a parity record "
+                                       "(modelpilot_exporters writes parity/<target>.json)\n")
+    assert main(["--record", str(tmp_path / "nope.json"), "--url", "http://x", "--protocol", "v2", "--model", "m"]) == 2

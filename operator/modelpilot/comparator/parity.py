@@ -135,8 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--termination-log", default="/dev/termination-log")
     a = p.parse_args(argv)
-    with open(a.record) as f:
-        record = json.load(f)
+    try:
+        with open(a.record) as f:
+            record = json.load(f)
+        missing = [k for k in ("atol", "rtol", "inputs", "outputs") if k not in record]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}: not a parity record (modelpilot_exporters writes parity/<target>.json)")
+    except (OSError, ValueError) as e:
+        print(f"--record {a.record}: {e}", file=sys.stderr)
+        return 2
     result = check_parity(record, http_sender(a.url, a.timeout), a.protocol, a.model)
     out = json.dumps(result.to_dict())
     print(out)
