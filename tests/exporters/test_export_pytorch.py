@@ -172,10 +172,13 @@ def test_pruning(export, models, method, amount):
 
 
 def test_validation_failure_names_target_and_output(export, models, tmp_path):
-    # calibrate static int8 on tiny values, validate on N(0,1): activations saturate
-    cal = tmp_path / "cal.npz"
+    # calibrate static int8 on tiny values, validate on N(0,1): activations saturate. The validation
+    # inputs are given: without samplesUri the export would validate on held-back calibration rows.
+    cal, val = tmp_path / "cal.npz", tmp_path / "val.npz"
     np.savez(cal, x=(np.random.default_rng(0).standard_normal((16, 8)) * 1e-3).astype(np.float32))
+    np.savez(val, x=np.random.default_rng(1).standard_normal((8, 8)).astype(np.float32))
     spec = {"source": src(models["reg_pt2"]), "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 8]}],
+            "validation": {"samplesUri": f"file://{val}"},
             "targets": [{"name": "bad-int8", "format": "onnx",
                          "quantization": {"mode": "int8", "calibration": {"uri": f"file://{cal}"}}}]}
     r = export(spec)
@@ -184,7 +187,7 @@ def test_validation_failure_names_target_and_output(export, models, tmp_path):
     assert msg.startswith("spec.targets[0] (bad-int8): validation failed: output 'output': relative L2 error"), msg
     assert "warnOnly" in msg and r.term["failed"][0]["name"] == "bad-int8"
     assert r.manifest["targets"][0]["validation"]["passed"] is False
-    spec["validation"] = {"warnOnly": True}
+    spec["validation"]["warnOnly"] = True
     r = export(spec)
     assert r.rc == 0 and r.target("bad-int8")["warnings"][0].endswith("(warnOnly: kept)")
     assert r.term["artifacts"][0]["name"] == "bad-int8" and r.term["artifacts"][0]["validated"] is False
