@@ -21,6 +21,7 @@ LABEL_DEPLOYMENT: Final = "modelpilot.io/model-deployment"
 LABEL_EXPORT: Final = "modelpilot.io/model-export"
 LABEL_REVISION: Final = "modelpilot.io/revision"
 MANAGED_BY: Final = "modelpilot"
+COMPONENT_COMPARATOR: Final = "comparator"  # the shadow comparator's pods (comparator/objects.py)
 
 # Annotations.
 ANNOTATION_SPEC_HASH: Final = "modelpilot.io/applied-hash"

@@ -250,6 +250,9 @@ def build_network_policy(md: ModelDeployment, config: OperatorConfig) -> dict[st
     if opts.metrics_from:
         ingress.append({"from": [dict(p) for p in opts.metrics_from],
                         "ports": [{"protocol": "TCP", "port": ports.metrics or ports.http}]})
+    if md.strategy == "shadow" and md.rollout.shadow.compare:  # the comparator calls both revisions
+        ingress.append({"from": [{"podSelector": {"matchLabels": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_COMPONENT: c.COMPONENT_COMPARATOR}}}],
+                        "ports": [{"protocol": "TCP", "port": ports.http}]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -73,3 +73,25 @@ def test_the_sample_renders_a_comparator_with_its_bounds_and_a_valid_analysis() 
     for metric in ("modelpilot_shadow_rows_agreed_total", "modelpilot_shadow_rows_compared_total",
                    "modelpilot_shadow_latency_seconds_sum", "modelpilot_shadow_mirrored_requests_total"):
         assert metric in queries
+
+
+def test_with_network_policies_the_comparator_is_fenced_and_admitted_to_the_revisions() -> None:
+    from modelpilot.comparator.objects import build_comparator_objects
+    from modelpilot.config import parse_config
+    from modelpilot.render import build_network_policy
+
+    gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}
+    scraper = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    config = parse_config({"nodePools": {"cpu": {}}, "networkPolicy": {"enabled": True, "ingressFrom": [gateway], "metricsFrom": [scraper]}})
+    m = shadow(compare=True)
+    objs = build_comparator_objects(m, 3, 4, 20, config)
+    assert [o["kind"] for o in objs] == ["Deployment", "Service", "NetworkPolicy"]
+    assert objs[2]["spec"]["podSelector"] == {"matchLabels": {"modelpilot.io/model-deployment": "resnet", "app.kubernetes.io/component": "comparator"}}
+    assert objs[2]["spec"]["ingress"] == [{"from": [gateway], "ports": [{"protocol": "TCP", "port": 8080}]},
+                                          {"from": [scraper], "ports": [{"protocol": "TCP", "port": 9090}]}]
+    revisions = build_network_policy(m, config)["spec"]["ingress"]
+    assert revisions[-1] == {"from": [{"podSelector": {"matchLabels": {"modelpilot.io/model-deployment": "resnet",
+                                                                       "app.kubernetes.io/component": "comparator"}}}],
+                             "ports": [{"protocol": "TCP", "port": 8080}]}
+    assert len(build_network_policy(shadow(compare=False), config)["spec"]["ingress"]) == 2
+    assert [o["kind"] for o in build_comparator_objects(m, 3, 4, 20, CONFIG)] == ["Deployment", "Service"]

@@ -15,7 +15,7 @@ from ..objectmeta import container_security_context, pod_security_context
 from ..render import labels, owner_reference
 from .compare import RUNTIME_PROTOCOLS
 
-COMPONENT: Final = "comparator"
+COMPONENT: Final = c.COMPONENT_COMPARATOR
 HTTP_PORT: Final = 8080
 METRICS_PORT: Final = 9090
 
@@ -101,9 +101,30 @@ def build_comparator_service(md: ModelDeployment, shadow: int | None, mirror_per
     }
 
 
+def build_comparator_network_policy(md: ModelDeployment, config: OperatorConfig) -> dict[str, Any] | None:
+    """With the operator's NetworkPolicies on: the mirror (networkPolicy.ingressFrom, where the
+    gateway is) may reach the comparator's port, Prometheus (metricsFrom) its metrics; nothing else.
+    The revisions' own policy admits the comparator (render.build_network_policy)."""
+    opts = config.network_policy
+    if not opts.enabled:
+        return None
+    ingress = [{"from": [dict(p) for p in peers], "ports": [{"protocol": "TCP", "port": port}]}
+               for peers, port in ((opts.ingress_from, HTTP_PORT), (opts.metrics_from, METRICS_PORT)) if peers]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": comparator_name(md), "namespace": md.namespace,
+                     "labels": labels(md, None, component=COMPONENT), "ownerReferences": [owner_reference(md)]},
+        "spec": {"podSelector": {"matchLabels": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_COMPONENT: COMPONENT}},
+                 "policyTypes": ["Ingress", "Egress"], "ingress": ingress, "egress": [{}]},
+    }
+
+
 def build_comparator_objects(md: ModelDeployment, stable: int, shadow: int | None, mirror_percent: int,
                              config: OperatorConfig) -> list[dict[str, Any]]:
-    """The comparator's Deployment and Service while a compared mirror is in force, else []."""
-    objs = [build_comparator_deployment(md, stable, shadow, mirror_percent, config),
-            build_comparator_service(md, shadow, mirror_percent)]
+    """The comparator's Deployment, Service (and NetworkPolicy) while a compared mirror is in force, else []."""
+    deployment = build_comparator_deployment(md, stable, shadow, mirror_percent, config)
+    if deployment is None:
+        return []
+    objs = [deployment, build_comparator_service(md, shadow, mirror_percent), build_comparator_network_policy(md, config)]
     return [o for o in objs if o is not None]

@@ -83,7 +83,7 @@ def plan_comparator(rc: Reconcile, d: Decision) -> None:
     objs = build_comparator_objects(md, d.state.stable_revision, d.state.canary_revision, d.state.mirror_percent, rc.config)
     rc.plan.apply.extend(objs)
     if not objs and rc.obs.comparator:
-        rc.plan.delete += [(kind, md.namespace, comparator_name(md)) for kind in ("Deployment", "Service")]
+        rc.plan.delete += [(kind, md.namespace, comparator_name(md)) for kind in ("Deployment", "Service", "NetworkPolicy")]
 
 
 def plan_routes(rc: Reconcile, d: Decision) -> list[dict[str, Any]]:
