@@ -43,6 +43,9 @@ from modelpilot.kube import KubeClient  # noqa: E402
 from modelpilot.rollout import Observed, plan_model_deployment  # noqa: E402
 
 LOCAL = REPO / ".local"
+# The operator's metrics and health ports: next to the e2e tests' (MODELPILOT_E2E_PORT_BASE), so
+# that benches of several checkouts on one machine do not collide.
+PORT = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 100
 CONFIG_PATH = REPO / "hack/testbed/operator-config.yaml"
 
 
@@ -102,12 +105,12 @@ def floor(k: KubeClient, ns: str, n: int, replicas: int, workers: int) -> float:
 def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("modelpilot-operator")
     env = dict(os.environ, KUBECONFIG=str(LOCAL / "operator.kubeconfig"), MODELPILOT_CONFIG=str(CONFIG_PATH))
-    proc = subprocess.Popen([str(exe), "--metrics-port=18190", "--health-port=18191", "--no-leader-elect", f"--workers={workers}",
+    proc = subprocess.Popen([str(exe), f"--metrics-port={PORT}", f"--health-port={PORT + 1}", "--no-leader-elect", f"--workers={workers}",
                              f"--resync-seconds={resync}"], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     for _ in range(200):
         try:
-            urllib.request.urlopen("http://127.0.0.1:18191/healthz", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT + 1}/healthz", timeout=1)
             return proc
         except OSError:
             time.sleep(0.2)
@@ -115,7 +118,7 @@ def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
 
 
 def metric(name: str) -> float:
-    text = urllib.request.urlopen("http://127.0.0.1:18190/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5).read().decode()
     return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name) and not l.startswith("#"))
 
 
