@@ -130,15 +130,20 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def audit_writes(since: datetime, ns: str) -> int:
-    count = 0
+def audit_write_uris(since: datetime, ns: str) -> list[str]:
+    """The URI of every write the operator sent into namespace `ns` since `since` (audit log)."""
+    uris = []
     for line in (LOCAL / "logs/audit.log").read_text().splitlines():
         ev = json.loads(line)
         if (ev.get("user", {}).get("username") == "modelpilot-operator" and ev.get("verb") in ("create", "update", "patch", "delete")
                 and f"/namespaces/{ns}/" in ev.get("requestURI", "")
                 and datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")) >= since):
-            count += 1
-    return count
+            uris.append(ev["requestURI"])
+    return uris
+
+
+def audit_writes(since: datetime, ns: str) -> int:
+    return len(audit_write_uris(since, ns))
 
 
 def main() -> int:
