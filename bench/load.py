@@ -17,7 +17,6 @@ Needs hack/local-up.sh; stops any operator that local-up started.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import json
 import sys
@@ -28,7 +27,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reconcile import LOCAL, REPO, audit_write_uris, create, delete_namespace, kube, metric, namespace, rss_mb, start_operator, PORT
+from reconcile import LOCAL, REPO, audit_write_uris, bench_arguments, create, delete_namespace, kube, metric, namespace, rss_mb, start_operator, PORT
 
 sys.path.insert(0, str(REPO))
 import kubelet_run  # noqa: E402  (hack/testbed, on the path through reconcile)
@@ -127,11 +126,8 @@ def wait_all(k, ns: str, what: str, done, timeout: float = 3600, tick=None) -> f
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=1000)
+    ap = bench_arguments(__doc__, n=1000, replicas=0)
     ap.add_argument("--exports", type=int, default=100)
-    ap.add_argument("--replicas", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=8)
     args = ap.parse_args()
     stop_local_up_operator(LOCAL)
     k = kube(LOCAL / "kubeconfig")
@@ -179,12 +175,12 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    uris = audit_write_uris(since, ns)
+        uris = audit_write_uris(since, ns)
+        delete_namespace(k, ns)
+        k._call("DELETE", f"/api/v1/persistentvolumes/{ns}-models")
     writes, objects = len(uris), args.n + args.exports + 1
     # Writes to the objects themselves (their status): the most any one object got.
     per_object = Counter(u.split("?")[0].removesuffix("/status") for u in uris if "/modeldeployments/" in u or "/modelexports/" in u)
-    delete_namespace(k, ns)
-    k._call("DELETE", f"/api/v1/persistentvolumes/{ns}-models")
     print(json.dumps({"n": args.n, "exports": args.exports + 1, "ready_seconds": round(ready_s, 1), "promoted_seconds": round(promoted_s, 1),
                       "reconcile_p50_s": q[0.5], "reconcile_p99_s": q[0.99], "queue_depth_max": max(sampler.depth, default=0),
                       "rss_peak_mb": round(peak, 1), "rss_median_mb": round(sorted(sampler.rss)[len(sampler.rss) // 2], 1),

@@ -146,11 +146,17 @@ def audit_writes(since: datetime, ns: str) -> int:
     return len(audit_write_uris(since, ns))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--replicas", type=int, default=1)
+def bench_arguments(doc: str, n: int, replicas: int) -> argparse.ArgumentParser:
+    """The options every operator bench has: how many objects, their replicas, the operator's workers."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=n)
+    ap.add_argument("--replicas", type=int, default=replicas)
     ap.add_argument("--workers", type=int, default=8)
+    return ap
+
+
+def main() -> int:
+    ap = bench_arguments(__doc__, n=200, replicas=1)
     ap.add_argument("--resync", type=float, default=15.0)
     args = ap.parse_args()
     kubeconfig = LOCAL / "kubeconfig"
