@@ -43,6 +43,9 @@ from modelpilot.kube import KubeClient  # noqa: E402
 from modelpilot.rollout import Observed, plan_model_deployment  # noqa: E402
 
 LOCAL = REPO / ".local"
+# The operator's metrics and health ports: next to the e2e tests' (MODELPILOT_E2E_PORT_BASE), so
+# that benches of several checkouts on one machine do not collide.
+PORT = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 100
 CONFIG_PATH = REPO / "hack/testbed/operator-config.yaml"
 
 
@@ -102,12 +105,12 @@ def floor(k: KubeClient, ns: str, n: int, replicas: int, workers: int) -> float:
 def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("modelpilot-operator")
     env = dict(os.environ, KUBECONFIG=str(LOCAL / "operator.kubeconfig"), MODELPILOT_CONFIG=str(CONFIG_PATH))
-    proc = subprocess.Popen([str(exe), "--metrics-port=18190", "--health-port=18191", "--no-leader-elect", f"--workers={workers}",
+    proc = subprocess.Popen([str(exe), f"--metrics-port={PORT}", f"--health-port={PORT + 1}", "--no-leader-elect", f"--workers={workers}",
                              f"--resync-seconds={resync}"], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     for _ in range(200):
         try:
-            urllib.request.urlopen("http://127.0.0.1:18191/healthz", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT + 1}/healthz", timeout=1)
             return proc
         except OSError:
             time.sleep(0.2)
@@ -115,7 +118,7 @@ def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
 
 
 def metric(name: str) -> float:
-    text = urllib.request.urlopen("http://127.0.0.1:18190/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5).read().decode()
     return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name) and not l.startswith("#"))
 
 
@@ -127,22 +130,33 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def audit_writes(since: datetime, ns: str) -> int:
-    count = 0
+def audit_write_uris(since: datetime, ns: str) -> list[str]:
+    """The URI of every write the operator sent into namespace `ns` since `since` (audit log)."""
+    uris = []
     for line in (LOCAL / "logs/audit.log").read_text().splitlines():
         ev = json.loads(line)
         if (ev.get("user", {}).get("username") == "modelpilot-operator" and ev.get("verb") in ("create", "update", "patch", "delete")
                 and f"/namespaces/{ns}/" in ev.get("requestURI", "")
                 and datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")) >= since):
-            count += 1
-    return count
+            uris.append(ev["requestURI"])
+    return uris
+
+
+def audit_writes(since: datetime, ns: str) -> int:
+    return len(audit_write_uris(since, ns))
+
+
+def bench_arguments(doc: str, n: int, replicas: int) -> argparse.ArgumentParser:
+    """The options every operator bench has: how many objects, their replicas, the operator's workers."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=n)
+    ap.add_argument("--replicas", type=int, default=replicas)
+    ap.add_argument("--workers", type=int, default=8)
+    return ap
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--replicas", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=8)
+    ap = bench_arguments(__doc__, n=200, replicas=1)
     ap.add_argument("--resync", type=float, default=15.0)
     args = ap.parse_args()
     kubeconfig = LOCAL / "kubeconfig"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         _limit_malloc_arenas()
     args = parse_args(argv)
+    # `kill -USR1 <pid>` writes every thread's stack to stderr: what a stuck reconcile waits on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if args.log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)

@@ -37,15 +37,21 @@ class Operator:
         self.proc: subprocess.Popen | None = None
         self.log_path = LOCAL / "logs" / "operator-e2e.log"
 
-    def start(self) -> None:
+    def start(self, wait: bool = True, prefix: tuple[str, ...] = ()) -> None:
+        """Start the process (behind `prefix`, e.g. a shell that enters a cgroup first) and, with
+        `wait`, wait until it answers on /healthz (Kopf's: once the start-up cache fill is done)."""
         exe = Path(sys.executable).with_name("modelpilot-operator")
         env = dict(os.environ, KUBECONFIG=self.kubeconfig, MODELPILOT_CONFIG=str(self.config))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [str(exe), f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}", "--no-leader-elect",
+            [*prefix, str(exe), f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}", "--no-leader-elect",
              f"--resync-seconds={self.resync}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self) -> None:
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -85,8 +91,8 @@ class Operator:
 
 
 def audited_writes(since: datetime) -> list[dict[str, Any]]:
-    """Write requests the apiserver audited since `since`, in order: time, user, user agent, verb, URI,
-    response code and audit stage of each."""
+    """Write requests the apiserver audited since `since`, in order: time received and answered, user,
+    user agent, verb, URI, response code and audit stage of each."""
     out: list[dict[str, Any]] = []
     path = LOCAL / "logs" / "audit.log"
     if not path.exists():
@@ -100,7 +106,7 @@ def audited_writes(since: datetime) -> list[dict[str, Any]]:
             continue
         ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
         if ts >= since:
-            out.append({"ts": ts, "user": ev.get("user", {}).get("username"), "agent": ev.get("userAgent") or "",
+            out.append({"ts": ts, "done": datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")), "user": ev.get("user", {}).get("username"), "agent": ev.get("userAgent") or "",
                         "verb": ev["verb"], "uri": ev.get("requestURI") or "",
                         "code": ev.get("responseStatus", {}).get("code", 0), "stage": ev.get("stage")})
     return sorted(out, key=lambda w: w["ts"])

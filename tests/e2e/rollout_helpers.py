@@ -71,10 +71,24 @@ class ObjectWatch:
         self.extract = extract
         self.values: list[Any] = []
         self.times: list[float] = []
-        self.proc = subprocess.Popen([KUBECTL, "--kubeconfig", kubeconfig, "-n", ns, "get", resource, name, "-w", "-o", "json"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.argv = [KUBECTL, "--kubeconfig", kubeconfig, "-n", ns, "get", resource, name, "-w", "-o", "json"]
+        self.stopping = False
+        self.proc = self._watch()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
         self.thread.start()
+
+    def _watch(self) -> subprocess.Popen:
+        return subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def _follow(self) -> None:
+        # `kubectl get -w` ends when its stream breaks (an apiserver or etcd restart): watch again,
+        # starting with the object as it is then, so that no value in between goes unseen.
+        while True:
+            self._read()
+            if self.stopping:
+                return
+            time.sleep(0.5)
+            self.proc = self._watch()
 
     def _read(self) -> None:
         buf = ""
@@ -94,6 +108,7 @@ class ObjectWatch:
 
     def stop(self) -> list[Any]:
         time.sleep(1.0)
+        self.stopping = True
         self.proc.terminate()
         self.proc.wait(timeout=10)
         return self.values

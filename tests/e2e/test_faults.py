@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from ..conftest import CACHE, LOCAL, VERSIONS, Kubectl
+from ..conftest import CACHE, LOCAL, VERSIONS, Kubectl, free_port
 from .conftest import Operator, operator_writes_by_agent, utcnow, wait_for
 from .rollout_helpers import RouteWatch, apply, model_deployment, new_version, wait_status
 from .test_ha import Candidate, lease_of, no_other_operator  # noqa: F401  (fixture)
@@ -203,23 +203,30 @@ def test_rollout_through_a_faulty_connection_finishes_without_a_weight_jump(kube
         toxiproxy.call("POST", "/reset")
 
 
-# (fault, toxic type, attributes, seconds, outcome): a blip within consecutiveErrorLimit (4) is
-# ridden out and the canary promoted; an outage longer than the limit fails the analysis, which
-# aborts the rollout, as the spec says.
+# (fault, [(toxic type or None for a clean gap, attributes, seconds), ...], outcome): blips within
+# consecutiveErrorLimit (4) are ridden out and the canary promoted (answers cut off after 40 bytes,
+# unparseable, for 3 s; then a good measurement resets the count; then connections reset for 2 s);
+# an outage longer than the limit fails the analysis, which aborts the rollout, as the spec says.
 PROMETHEUS_FAULTS = [
-    ("down-for-long", "reset_peer", {"timeout": 0}, 12, "aborted"),
+    ("down-for-long", [("reset_peer", {"timeout": 0}, 12)], "aborted"),
 ]
+if os.environ.get("MODELPILOT_CAMPAIGN_SOAK"):
+    # Passed 12 of 13 runs; in one, the operator neither queried Prometheus nor wrote status for the
+    # remaining 2 minutes (docs/reliability.md). On demand until that is understood: on a failure
+    # the test has the operator write every thread's stack to its log.
+    PROMETHEUS_FAULTS.insert(0, ("garbage-then-resets", [("limit_data", {"bytes": 40}, 3), (None, {}, 2),
+                                                         ("reset_peer", {"timeout": 0}, 2)], "promoted"))
 
 
-@pytest.mark.parametrize("fault,toxic,attributes,seconds,expected", PROMETHEUS_FAULTS, ids=[f[0] for f in PROMETHEUS_FAULTS])
+@pytest.mark.parametrize("fault,toxics,expected", PROMETHEUS_FAULTS, ids=[f[0] for f in PROMETHEUS_FAULTS])
 @pytest.mark.skipif(bool(os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG")),
                     reason="timing-sensitive under the doubled load of the RBAC pass (it timed out there once); "
                            "it needs no permission the other e2e tests lack, and runs in the main pass")
 def test_prometheus_fault_mid_analysis_resumes_or_aborts_as_the_spec_says(
         kubectl: Kubectl, kubeconfig: str, namespace: str, toxiproxy: Toxiproxy, no_other_operator: None, tmp_path: Path,
-        metric_target: Any, prometheus_url: str, fault: str, toxic: str, attributes: dict, seconds: float, expected: str) -> None:
+        metric_target: Any, prometheus_url: str, fault: str, toxics: list, expected: str) -> None:
     proxy = f"prometheus-{fault}"
-    port = PORT_BASE + 30 + 2 * [f[0] for f in PROMETHEUS_FAULTS].index(fault)
+    port = free_port()
     toxiproxy.proxy(proxy, port, prometheus_url.removeprefix("http://").rstrip("/"))
     config = yaml.safe_load((Path(__file__).resolve().parents[2] / "hack/testbed/operator-config.yaml").read_text())
     config["prometheusUrl"] = f"http://127.0.0.1:{port}"
@@ -241,11 +248,19 @@ def test_prometheus_fault_mid_analysis_resumes_or_aborts_as_the_spec_says(
         watch = RouteWatch(kubeconfig, namespace, name, f"{name}-r2")
         new_version(kubectl, namespace, body, 2)
         wait_status(kubectl, namespace, name, lambda s: ((s.get("analysis") or {}).get("runs") or {}), what="analysis running")
-        toxiproxy.toxic(proxy, "fault", toxic, "downstream", **attributes)
-        time.sleep(seconds)
-        toxiproxy.clear(proxy, "fault")
+        for toxic, attributes, seconds in toxics:
+            if toxic:
+                toxiproxy.toxic(proxy, "fault", toxic, "downstream", **attributes)
+            time.sleep(seconds)
+            if toxic:
+                toxiproxy.clear(proxy, "fault")
         if expected == "promoted":
-            finish(kubectl, namespace, name, watch, timeout=120)
+            try:
+                finish(kubectl, namespace, name, watch, timeout=120)
+            except AssertionError:
+                op.proc.send_signal(signal.SIGUSR1)  # every thread's stack into the log (faulthandler)
+                time.sleep(1)
+                raise
         else:
             st = wait_status(kubectl, namespace, name, lambda s: s.get("phase") == "Degraded", timeout=150, what="abort")
             assert st["stableRevision"] == 1 and st["weights"]["canary"] == 0 and "consecutive errors" in st["message"], st["message"]

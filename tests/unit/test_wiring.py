@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from typing import Any
 
 import pytest
@@ -154,3 +155,20 @@ def test_history_cleanup_deletes_only_what_the_owner_holds() -> None:
     with pytest.raises(ApplyError) as err:
         apply_children(kube, Store(), owner, [svc])  # type: ignore[arg-type]
     assert err.value.reason == "NameConflict" and "ModelDeployment foo-r1" in err.value.message and kube.applied == []
+
+
+def test_analysis_measurements_keep_their_interval_although_status_times_have_whole_seconds() -> None:
+    # The reconcile's `now` has whole seconds (status timestamps). Measured on that clock, a 1 s
+    # interval could end 10 ms after the last measurement, so a 3 s Prometheus blip gave 5 errors
+    # in a row where 3 fit, and consecutiveErrorLimit 4 aborted a healthy canary.
+    from modelpilot.analysis.run import parse_time
+    from modelpilot.controller import now_rfc3339
+
+    time.sleep(1.5 - time.time() % 1)  # half-way through a second: the whole-second clock is 0.5 s behind
+    before = time.time()
+    analyze = modeldeployment._analyzer(OperatorConfig(prometheus_url="http://127.0.0.1:9"), now_rfc3339(), "ns")
+    assert analyze is not None
+    spec = {"interval": "1s", "count": 3, "metrics": [{"name": "up", "query": "up", "successCondition": "result > 0"}]}
+    run = analyze(spec, None, {"namespace": "ns", "name": "m", "stableRevision": 1, "canaryRevision": 2})
+    assert run["latest"][0]["verdict"] == "Error"  # nothing listens on port 9: the measurement was taken
+    assert parse_time(run["nextMeasurementAt"]) >= before + 1.0 - 0.001, run["nextMeasurementAt"]  # milliseconds in status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -91,5 +92,7 @@ def _analyzer(config: OperatorConfig, now: str, namespace: str) -> AnalyzeFn | N
     if not config.prometheus_url:
         return None
     client = PrometheusClient.for_namespace(config, namespace)
-    ts = to_epoch(now)
+    # The real clock, not `now`'s whole seconds: on those, the next measurement could come
+    # milliseconds after the last, and a short Prometheus blip counted more errors than it lasted.
+    ts = max(time.time(), to_epoch(now))
     return lambda spec, run, ctx: analysis_step(dict(spec), run, ts, client.query, dict(ctx))
