@@ -162,7 +162,7 @@ def test_analysis_measurements_keep_their_interval_although_status_times_have_wh
     # interval could end 10 ms after the last measurement, so a 3 s Prometheus blip gave 5 errors
     # in a row where 3 fit, and consecutiveErrorLimit 4 aborted a healthy canary.
     from modelpilot.analysis.run import parse_time
-    from modelpilot.controller import now_rfc3339
+    from modelpilot.clock import now_rfc3339
 
     time.sleep(1.5 - time.time() % 1)  # half-way through a second: the whole-second clock is 0.5 s behind
     before = time.time()
