@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from podman_run import image_ref  # noqa: E402
 
 NODE = "mp-real-0"
+NODE_IP = "10.211.0.1"  # hack/real-node.sh's node address: pods reach the host there
 POOL = "real-cpu"
 TOLERATION = {"key": "modelpilot.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
 NODE_POOLS = {POOL: {"nodeSelector": {"modelpilot.io/pool": POOL}, "tolerations": [TOLERATION]}}
@@ -67,6 +68,67 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
         return 0, b""
 
 
+class PodTargets:
+    """Prometheus file-based discovery of the real node's pods: every pod there with a container port
+    named `metrics`, labelled `namespace`, `pod` and its own labels, rewritten once a second.
+
+    Debian's Prometheus is built without `kubernetes_sd_configs` ("field kubernetes_sd_configs not
+    found in type config.ScrapeConfig"), so the test lists the pods and Prometheus reads the file
+    (`file_sd_configs`, re-read on change); scraping and queries are Prometheus's own."""
+
+    def __init__(self, kubectl: Kubectl, path: Any):
+        import threading
+
+        self.kubectl, self.path, self.stop = kubectl, path, threading.Event()
+        self.path.write_text("[]")
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1):
+            r = self.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={NODE}", "-o", "json", check=False)
+            if r.returncode == 0:
+                text = json.dumps(self.targets(json.loads(r.stdout)["items"]), sort_keys=True)
+                if text != self.path.read_text():
+                    tmp = self.path.with_suffix(".tmp")
+                    tmp.write_text(text)
+                    tmp.replace(self.path)  # Prometheus never reads half a file
+
+    @staticmethod
+    def targets(pods: list[dict]) -> list[dict]:
+        import re
+
+        out = []
+        for pod in pods:
+            ip = pod["status"].get("podIP")
+            ports = [p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports") or () if p.get("name") == "metrics"]
+            if ip and ports:
+                labels = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in (pod["metadata"].get("labels") or {}).items()}
+                out.append({"targets": [f"{ip}:{ports[0]}"],
+                            "labels": {**labels, "namespace": pod["metadata"]["namespace"], "pod": pod["metadata"]["name"]}})
+        return out
+
+
+@pytest.fixture(scope="session")
+def node_prometheus(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus (hack/prometheus.sh) scraping the real node's pods (TorchServe's metrics
+    port) every second, on the node's address so that the in-cluster operator reaches it."""
+    import os
+
+    local = tmp_path_factory.mktemp("prometheus-node")
+    discovery = PodTargets(kubectl, local / "pods.json")
+    env = {**os.environ, "MODELPILOT_LOCAL_DIR": str(local)}
+    script = str(REPO / "hack" / "prometheus.sh")
+    try:
+        r = subprocess.run([script, "start", "--port", "0", "--listen", NODE_IP, "--scrape-interval", "1s",
+                            "--file-sd", f"pods={discovery.path}"], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"hack/prometheus.sh start failed ({r.returncode}):\n{r.stderr}{r.stdout}"
+        yield r.stdout.strip().splitlines()[-1]
+    finally:
+        discovery.stop.set()
+        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=30)
+
+
 class InCluster:
     """The chart installed with the local images, its operator pods on the real node."""
 
@@ -87,10 +149,11 @@ def ready(pod: dict) -> bool:
 
 
 @pytest.fixture(scope="session")
-def incluster(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InCluster]:
+def incluster(real_node: str, node_prometheus: str, kubectl: Kubectl,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[InCluster]:
     """`helm install` of charts/modelpilot with the images hack/build-images.sh built: two operator
     replicas on the real node (leader election), watching one workload namespace, with the real
-    pool and the kwok `cpu` pool."""
+    pool and the kwok `cpu` pool, and analysis queries sent to `node_prometheus`."""
     import uuid
 
     import yaml
@@ -108,7 +171,8 @@ def incluster(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPat
         "replicaCount": 2, "watchNamespaces": [namespace], "logFormat": "text",
         "image": {"registry": registry, "repository": "operator", "tag": tag, "pullPolicy": "Never"},
         "nodeSelector": {"modelpilot.io/pool": POOL}, "tolerations": [TOLERATION],
-        "config": {"nodePools": {**NODE_POOLS, "cpu": {"nodeSelector": {"modelpilot.io/pool": "cpu"}}}},
+        "config": {"nodePools": {**NODE_POOLS, "cpu": {"nodeSelector": {"modelpilot.io/pool": "cpu"}}},
+                   "prometheusUrl": node_prometheus},
     }))
     kc = str(REPO / ".local" / "kubeconfig")
     op = InCluster(release, system_ns, namespace)
