@@ -215,49 +215,20 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway(incluster: "InCluster", kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    import os
-    import signal
+def gateway(incluster: "InCluster", kubectl: Kubectl) -> Iterator[Gateway]:
+    """hack/gateway.sh (the demo's too): Traefik implementing the Gateway `web` in the workload namespace."""
     import uuid
-
-    from ..conftest import CACHE, LOCAL, VERSIONS
 
     ns = incluster.namespace
     port = free_port()  # a fixed offset collided with the fault tests' operators (the gateway lives all session)
-    suffix = uuid.uuid4().hex[:6]
-    # The gateway's identity: a ServiceAccount token (Traefik's provider takes a token and a CA).
-    kubectl("-n", incluster.system_ns, "create", "serviceaccount", "traefik")
-    kubectl("create", "clusterrolebinding", f"traefik-{suffix}", "--clusterrole=cluster-admin",
-            f"--serviceaccount={incluster.system_ns}:traefik")
-    token = kubectl("-n", incluster.system_ns, "create", "token", "traefik", "--duration=4h").stdout.strip()
-    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": f"traefik-{suffix}"},
-         "spec": {"controllerName": "traefik.io/gateway-controller"}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "web", "namespace": ns},
-         "spec": {"gatewayClassName": f"traefik-{suffix}",
-                  "listeners": [{"name": "http", "port": port, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Same"}}}]}},
-    ]}))
-    exe = CACHE / "bin" / f"traefik-{VERSIONS['TRAEFIK_VERSION']}" / "traefik"
-    api = f"https://127.0.0.1:{os.environ.get('MODELPILOT_APISERVER_PORT', '16443')}"
-    log_path = tmp_path_factory.mktemp("traefik") / "traefik.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([str(exe), f"--entryPoints.web.address=127.0.0.1:{port}", "--providers.kubernetesgateway=true",
-                                 f"--providers.kubernetesgateway.endpoint={api}", f"--providers.kubernetesgateway.token={token}",
-                                 f"--providers.kubernetesgateway.certAuthFilePath={LOCAL / 'pki' / 'ca.crt'}",
-                                 f"--providers.kubernetesgateway.namespaces={ns}", "--log.level=INFO", "--global.checknewversion=false",
-                                 "--global.sendanonymoususage=false"],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    gateway_class = f"traefik-{uuid.uuid4().hex[:6]}"
+    script = str(REPO / "hack" / "gateway.sh")
     try:
-        def programmed() -> bool:
-            conds = (get(kubectl, "-n", ns, "get", "gateway", "web").get("status") or {}).get("conditions") or []
-            return any(c["type"] == "Programmed" and c["status"] == "True" for c in conds)
-        try:
-            wait_for("Traefik to program the Gateway", programmed, timeout=90)
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{log_path.read_text()[-3000:]}") from None
+        r = subprocess.run([script, "start", "--namespace", ns, "--port", str(port), "--class", gateway_class],
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, f"hack/gateway.sh start failed ({r.returncode}):\n{r.stderr}{r.stdout}"
         yield Gateway(ns, "web", port)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        kubectl("delete", "gatewayclass", f"traefik-{suffix}", "--wait=false", check=False)
-        kubectl("delete", "clusterrolebinding", f"traefik-{suffix}", check=False)
+        subprocess.run([script, "stop"], capture_output=True, timeout=60)
+        for kind in ("gatewayclass", "clusterrolebinding", "clusterrole"):
+            kubectl("delete", kind, gateway_class, "--wait=false", check=False)

@@ -184,6 +184,42 @@ def test_served_model_answers_like_the_source(served, incluster: InCluster, kube
     assert init["name"] == "storage-initializer" and init["state"]["terminated"]["exitCode"] == 0
 
 
+def test_traefik_answers_500_to_a_route_with_request_mirror(served, gateway: Gateway, incluster: InCluster,
+                                                            kubectl: Kubectl) -> None:
+    """Why shadow is not measured through Traefik (docs/traffic.md): it declares no
+    HTTPRouteRequestMirror among its supported features, and a rule carrying the filter answers
+    every client 500 (its provider's "unsupported filter" path), while the route's status still
+    says Accepted and ResolvedRefs. Fails, as a reminder, once a Traefik upgrade changes that."""
+    client, _ = served
+    ns = incluster.namespace
+    gw = get(kubectl, "-n", ns, "get", "gateway", gateway.name)
+    features = (get(kubectl, "get", "gatewayclass", gw["spec"]["gatewayClassName"]).get("status") or {}).get("supportedFeatures") or []
+    names = {f["name"] if isinstance(f, dict) else f for f in features}
+    assert "HTTPRoute" in names and "HTTPRouteRequestMirror" not in names, sorted(names)
+    ref = get(kubectl, "-n", ns, "get", "httproute", "lin")["spec"]["rules"][-1]["backendRefs"][0]  # the stable Service
+    backend = {"name": ref["name"], "port": ref["port"]}
+    mirror = {"type": "RequestMirror", "requestMirror": {"backendRef": backend, "percent": 10}}
+    routes = {"plain": [], "mirrored": [mirror]}
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": f"evidence-{name}"},
+         "spec": {"parentRefs": [{"name": gateway.name, "sectionName": "http"}], "hostnames": [f"{name}.evidence.test"],
+                  "rules": [{"filters": filters, "backendRefs": [backend]}]}} for name, filters in routes.items()]}))
+    try:
+        # Until Traefik has loaded the route, the request falls through to the route `lin`, which has no hostname.
+        wait_for("the mirrored route loaded", lambda: client.one(headers={"Host": "mirrored.evidence.test"}) not in client.answers, timeout=60)
+        mirrored = Counter(client.one(headers={"Host": "mirrored.evidence.test"}) for _ in range(20))
+        plain = Counter(client.one(headers={"Host": "plain.evidence.test"}) for _ in range(20))
+        print(f"through Traefik: the route with RequestMirror {dict(mirrored)}; the same route without it {dict(plain)}")
+        assert set(mirrored) == {"error: HTTP Error 500: Internal Server Error"}, mirrored
+        assert len(plain) == 1 and set(plain) <= set(client.answers), plain
+        conds = wait_for("the mirrored route's status", lambda: {
+            c["type"]: c["status"] for p in (get(kubectl, "-n", ns, "get", "httproute", "evidence-mirrored").get("status") or {})
+            .get("parents", []) for c in p["conditions"]}, timeout=30)
+        assert conds.get("Accepted") == "True" and conds.get("ResolvedRefs") == "True", conds
+    finally:
+        kubectl("-n", ns, "delete", "httproute", "evidence-plain", "evidence-mirrored", check=False)
+
+
 def test_canary_share_promote_and_abort_through_the_gateway(served, incluster: InCluster, kubectl: Kubectl,
                                                             record_property) -> None:
     client, _ = served
