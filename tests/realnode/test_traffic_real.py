@@ -166,7 +166,7 @@ def served(incluster: InCluster, gateway: Gateway, kubectl: Kubectl, tmp_path_fa
     ns = incluster.namespace
     root = tmp_path_factory.mktemp("models")
     host_volume(kubectl, ns, "served-models", root)  # test_export_real's "models" claim is another volume
-    answers = save_versions(root, {"v1": 1, "v2": 2, "v3": 3, "bad": 4}, failing="bad")
+    answers = save_versions(root, {"v1": 1, "v2": 2, "v3": 3, "v4": 5, "bad": 4}, failing="bad")
     kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment("v1")))
     wait_for("revision 1 Ready", lambda: (get(kubectl, "-n", ns, "get", "mdep", "lin").get("status") or {}).get("phase") == "Ready",
              timeout=300, interval=1)
@@ -284,7 +284,7 @@ def test_blue_green_switch_under_load(served, incluster: InCluster, kubectl: Kub
     client, _ = served
     ns = incluster.namespace
     old, old_revision = client.one(), status(kubectl, ns)["stableRevision"]
-    new = "v2" if old != "v2" else "v3"
+    new = "v4"  # a version no earlier test rolled out: a new revision, whatever they left behind
     rollout = {"strategy": "blueGreen", "blueGreen": {"scaleDownDelaySeconds": 5}}
     with Load(client) as load:
         kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment(new, rollout)))
