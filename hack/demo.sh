@@ -13,38 +13,61 @@
 #    (hack/testbed/kubelet_run.py --image plays the kubelet); its status carries the verified artifact;
 # 5. serves it (a ModelDeployment with exportRef), then "retrains": a new model version, a new export,
 #    and a canary (20% for 5s, 60% for 5s) to promotion;
-# 6. shows `kubectl modelpilot status`.
+# 6. shows `kubectl modelpilot status`;
+# 7. where the real node can run (root, its kubelet and Traefik built by `hack/build-testbed.sh node
+#    traefik`, which the tests do): TorchServe serves a TorchScript model on the real node, Traefik
+#    implements the Gateway, a new version goes to a 20% canary, and the demo calls the model through
+#    the gateway, printing real answers and the canary share it measured, then promotes. Elsewhere
+#    it says why and stops after step 6. MODELPILOT_DEMO_REAL_NODE=0 skips it.
 #
-# Logs: .local/logs/demo-operator.log. Clean up: hack/local-down.sh (stops the operator and the
-# cluster), or keep the cluster and remove only the demo (printed at the end).
+# Logs: .local/logs/demo-operator.log. Clean up: hack/local-down.sh (stops the operator, Traefik,
+# the real node and the cluster), or keep the cluster and remove only the demo (printed at the end).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
+[[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 t0=$SECONDS
 NS=demo
 SYSTEM_NS=modelpilot-system
 RELEASE=modelpilot
 METRICS_PORT="${MODELPILOT_DEMO_METRICS_PORT:-18180}"
+GATEWAY_PORT="${MODELPILOT_DEMO_GATEWAY_PORT:-18280}"
 DEMO_DIR="$LOCAL_DIR/demo"
 PVC_ROOT="$DEMO_DIR/pvc"   # stands in for the PersistentVolume: one directory per claim
 stage() { printf '\n\033[1m[%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*" >&2; }
 k() { kubectl "$@"; }
+real_node_missing() { # why the real node cannot run here (status 0), or nothing (status 1) when it can try
+  if [[ "${MODELPILOT_DEMO_REAL_NODE:-1}" == 0 ]]; then echo "MODELPILOT_DEMO_REAL_NODE=0"
+  elif [[ $EUID -ne 0 ]]; then echo "it needs root (containerd, the kubelet, interfaces and iptables rules)"
+  elif [[ ! -x "$(node_bin_dir)/kubelet" || ! -x "$(traefik_bin_dir)/traefik" ]]; then
+    echo "its kubelet and Traefik are not built (hack/build-testbed.sh node traefik, about 20 minutes; hack/test.sh builds them)"
+  else return 1; fi
+}
 
-stage "1/9 Python environment (the operator, the exporter and the kubectl plugin)"
+stage "1/10 Python environment (the operator, the exporter and the kubectl plugin)"
 VENV="$("$HACK_DIR/venv.sh" export,test | tail -n1)"
 PY="$VENV/bin/python"
 
-stage "2/9 control-plane binaries (built once from pinned Go modules, then cached) and the exporter image"
+stage "2/10 control-plane binaries (built once from pinned Go modules, then cached) and the exporter image"
 "$HACK_DIR/build-testbed.sh"
 "$HACK_DIR/build-images.sh" exporter-onnx | tail -n1
 IMAGE_REGISTRY="$(image_registry)" IMAGE_TAG="$(image_tag)"
 
-stage "3/9 local control plane"
-"$HACK_DIR/local-up.sh" >/dev/null
+stage "3/10 local control plane, and the real node where this machine can run one"
+mkdir -p "$LOCAL_DIR/logs"
+REAL=0
+if why="$(real_node_missing)"; then
+  log "no real node: $why; the demo stops after step 9 (kwok nodes only)"
+  "$HACK_DIR/local-up.sh" >/dev/null
+elif "$HACK_DIR/local-up.sh" --real-node >/dev/null 2>"$LOCAL_DIR/logs/demo-real-node.log"; then
+  REAL=1
+else
+  log "the real node did not start (the demo goes on with kwok nodes only):"; tail -n 8 "$LOCAL_DIR/logs/demo-real-node.log" >&2
+  "$HACK_DIR/local-up.sh" >/dev/null
+fi
 export KUBECONFIG="$LOCAL_DIR/kubeconfig" PATH="$(testbed_path):$VENV/bin:$PATH"
 k get nodes -L modelpilot.io/pool,nvidia.com/gpu.product
 
-stage "4/9 helm install modelpilot (charts/modelpilot) into namespace $SYSTEM_NS, watching namespace $NS"
+stage "4/10 helm install modelpilot (charts/modelpilot) into namespace $SYSTEM_NS, watching namespace $NS"
 mkdir -p "$DEMO_DIR" "$LOCAL_DIR/logs" "$LOCAL_DIR/pids"
 if k get namespace "$NS" >/dev/null 2>&1; then
   log "removing the previous demo namespace"
@@ -56,9 +79,12 @@ k create namespace "$NS" >/dev/null
 # The test bed's node pools, as a user would put theirs into values.yaml. watchNamespaces keeps the
 # operator (and its RBAC) to the demo's namespace: least privilege, and nothing else on a shared
 # cluster is touched.
-"$PY" - "$HACK_DIR/testbed/operator-config.yaml" "$NS" "$IMAGE_REGISTRY" "$IMAGE_TAG" >"$DEMO_DIR/values.yaml" <<'PY'
+"$PY" - "$HACK_DIR/testbed/operator-config.yaml" "$NS" "$IMAGE_REGISTRY" "$IMAGE_TAG" "$REAL" >"$DEMO_DIR/values.yaml" <<'PY'
 import sys, yaml
 pools = yaml.safe_load(open(sys.argv[1]))["nodePools"]
+if sys.argv[5] == "1":  # the real node's pool: pods there must tolerate its taint
+    pools["real-cpu"] = {"nodeSelector": {"modelpilot.io/pool": "real-cpu"},
+                         "tolerations": [{"key": "modelpilot.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]}
 print(yaml.safe_dump({"replicaCount": 2, "logFormat": "text", "watchNamespaces": [sys.argv[2]], "config": {"nodePools": pools},
                       "image": {"registry": sys.argv[3], "repository": "operator", "tag": sys.argv[4]}}))
 PY
@@ -68,7 +94,7 @@ helm status "$RELEASE" -n "$SYSTEM_NS" | sed -n '1,6p'
 k -n "$SYSTEM_NS" get deployment,serviceaccount,lease -l app.kubernetes.io/instance="$RELEASE" 2>/dev/null || true
 echo "RBAC: $(helm get manifest "$RELEASE" -n "$SYSTEM_NS" | "$PY" -c 'import sys,yaml; print(sum(len(d.get("rules") or []) for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] in ("ClusterRole","Role")))') rules, no wildcards; bound in namespace $NS only (plus read-only nodes, CRDs, namespaces)"
 
-stage "5/9 the operator, as the chart's ServiceAccount (log: .local/logs/demo-operator.log)"
+stage "5/10 the operator, as the chart's ServiceAccount (log: .local/logs/demo-operator.log)"
 SA="$RELEASE"
 TOKEN="$(k -n "$SYSTEM_NS" create token "$SA" --duration=8h)"
 OP_KUBECONFIG="$LOCAL_DIR/demo-operator.kubeconfig"
@@ -88,7 +114,8 @@ mapfile -t OP_ARGS < <(k -n "$SYSTEM_NS" get deployment "$RELEASE" -o json |
 pidfile="$LOCAL_DIR/pids/operator.pid"
 if [[ -f "$pidfile" ]] && tr '\0' ' ' <"/proc/$(cat "$pidfile")/cmdline" 2>/dev/null | grep -q modelpilot-operator; then
   log "stopping the previous local operator (pid $(cat "$pidfile"))"
-  kill "$(cat "$pidfile")"; sleep 2
+  kill "$(cat "$pidfile")"  # and wait until it has let go of its ports and its Lease
+  for _ in $(seq 1 60); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.5; done
 fi
 POD_NAME=demo-operator POD_NAMESPACE="$SYSTEM_NS" KUBECONFIG="$OP_KUBECONFIG" \
   setsid nohup "$VENV/bin/modelpilot-operator" "${OP_ARGS[@]}" --config="$DEMO_DIR/operator-config.yaml" \
@@ -103,7 +130,7 @@ done
 curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^modelpilot_leader 1' || die "the operator did not become leader in 60s"
 echo "leader: $(k -n "$SYSTEM_NS" get lease "$RELEASE-leader" -o jsonpath='{.spec.holderIdentity}')"
 
-stage "6/9 export a small real model (ModelExport -> Job -> the exporter runs for real)"
+stage "6/10 export a small real model (ModelExport -> Job -> the exporter runs for real)"
 make_model() { # VERSION SEED: a tiny ONNX classifier (MatMul + Add + Softmax) at models/tiny/vN
   "$PY" - "$PVC_ROOT/models/tiny/v$1/model.onnx" "$2" <<'PY'
 import sys, numpy as np, onnx
@@ -180,7 +207,7 @@ run_export() { # GENERATION
 apply_export 1
 run_export 1
 
-stage "7/9 serve it: a ModelDeployment (Triton, CPU pool, Gateway API) referencing the export"
+stage "7/10 serve it: a ModelDeployment (Triton, CPU pool, Gateway API) referencing the export"
 k -n "$NS" apply -f - <<'YAML'
 apiVersion: modelpilot.io/v1alpha1
 kind: ModelDeployment
@@ -208,7 +235,7 @@ YAML
 k -n "$NS" wait modeldeployment/tiny --for=jsonpath='{.status.phase}'=Ready --timeout=120s >/dev/null
 k -n "$NS" get modeldeployment,deployments,pods -o wide
 
-stage "8/9 a new model version: export it, then a canary to promotion"
+stage "8/10 a new model version: export it, then a canary to promotion"
 make_model 2 2
 apply_export 2
 run_export 2
@@ -223,11 +250,16 @@ done
 [[ "$(k -n "$NS" get modeldeployment tiny -o jsonpath='{.status.stableRevision}')" == 2 ]] || die "revision 2 was not promoted"
 k -n "$NS" get httproute tiny -o jsonpath='HTTPRoute backends: {range .spec.rules[-1:].backendRefs[*]}{.name}={.weight} {end}{"\n"}'
 
-stage "9/9 kubectl modelpilot status"
+stage "9/10 kubectl modelpilot status"
 kubectl modelpilot status tiny -n "$NS"
 echo
 k -n "$NS" get events --field-selector involvedObject.kind=ModelDeployment --sort-by=.lastTimestamp \
   -o custom-columns=TIME:.lastTimestamp,REASON:.reason,MESSAGE:.message | tail -n 12
+
+if (( REAL )); then
+  stage "10/10 real traffic: TorchServe on the real node, Traefik as the Gateway, a canary measured by its answers"
+  "$HACK_DIR/demo-real.sh" "$NS" "$GATEWAY_PORT" "$PVC_ROOT/models" "$PY"
+fi
 
 cat <<MSG
 
@@ -239,5 +271,5 @@ Demo finished in $((SECONDS - t0))s. Try:
 Clean up:
   everything (operator + cluster):   hack/local-down.sh
   only the demo:                     kubectl delete namespace $NS && kubectl delete pv demo-models &&
-                                     helm uninstall $RELEASE -n $SYSTEM_NS && kill \$(cat $pidfile)
+                                     helm uninstall $RELEASE -n $SYSTEM_NS && kill \$(cat $pidfile)$( ((REAL)) && printf ' &&\n                                     hack/gateway.sh stop')
 MSG

@@ -14,7 +14,9 @@ for a in "$@"; do
   esac
 done
 PIDS="$LOCAL_DIR/pids"
-# The real node first (its pods, mounts, interfaces and iptables rules), while the apiserver is up.
+# The demo's gateway (hack/gateway.sh), then the real node (its pods, mounts, interfaces and
+# iptables rules), while the apiserver is up.
+"$HACK_DIR/gateway.sh" stop
 [[ -d "$LOCAL_DIR/node" ]] && { "$HACK_DIR/real-node.sh" down || log "real node clean-up reported an error (see above)"; }
 # Stop in reverse start order, so nothing reconnects to a vanished apiserver.
 for name in operator kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Run a real Prometheus (the Debian package) on loopback, for analysis tests and the demo.
 #
-#   hack/prometheus.sh start [--port N] [--target JOB=HOST:PORT]... [--scrape-interval 1s] [--backfill FILE]
+#   hack/prometheus.sh start [--port N] [--listen ADDR] [--target JOB=HOST:PORT]... [--file-sd JOB=FILE]...
+#                            [--scrape-interval 1s] [--backfill FILE]
 #   hack/prometheus.sh stop | status | url | --help
 #
 # start installs the package with apt-get if `prometheus` is missing, writes a fresh config and data
 # dir under $LOCAL_DIR/prometheus (default .local/prometheus), imports --backfill (an OpenMetrics
 # file, via `promtool tsdb create-blocks-from openmetrics`) before the server starts, scrapes each
-# --target every --scrape-interval (job label JOB), waits until /-/ready answers and prints the URL
-# last. --port 0 picks a free port (default: MODELPILOT_PROMETHEUS_PORT or 19090). The pid is kept
-# in $LOCAL_DIR/pids/prometheus.pid; stop ends exactly that process. A second start while one runs
-# is an error: stop it first (its config and data are thrown away on start).
+# --target, and the targets listed in each --file-sd JSON file (re-read whenever it changes), every
+# --scrape-interval (job label JOB), waits until /-/ready answers and prints the URL last. --port 0
+# picks a free port (default: MODELPILOT_PROMETHEUS_PORT or 19090); --listen (default 127.0.0.1) is
+# the address it serves on. The pid is kept in $LOCAL_DIR/pids/prometheus.pid; stop ends exactly
+# that process. A second start while one runs is an error: stop it first (its config and data are
+# thrown away on start).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 PIDS="$LOCAL_DIR/pids"; PID_FILE="$PIDS/prometheus.pid"; STATE="$LOCAL_DIR/prometheus"
 LOGS="$LOCAL_DIR/logs"
 
@@ -40,10 +43,12 @@ ensure_installed() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 cmd_start() {
-  local port="${MODELPILOT_PROMETHEUS_PORT:-19090}" interval=1s backfill="" targets=()
+  local port="${MODELPILOT_PROMETHEUS_PORT:-19090}" listen=127.0.0.1 interval=1s backfill="" targets=() file_sd=()
   while (($#)); do
     case "$1" in
       --port) port="$2"; shift 2 ;;
+      --listen) listen="$2"; shift 2 ;;
+      --file-sd) [[ "$2" == *=* ]] || die "--file-sd wants JOB=FILE, got '$2'"; file_sd+=("$2"); shift 2 ;;
       --target) [[ "$2" == *=*:* ]] || die "--target wants JOB=HOST:PORT, got '$2'"; targets+=("$2"); shift 2 ;;
       --scrape-interval) interval="$2"; shift 2 ;;
       --backfill) backfill="$2"; [[ -f "$backfill" ]] || die "--backfill: no file '$backfill'"; shift 2 ;;
@@ -66,7 +71,11 @@ cmd_start() {
       echo "  - job_name: '$job'"
       echo "    static_configs: [{targets: ['$addr']}]"
     done
-    ((${#targets[@]})) || echo "  []"
+    for t in ${file_sd[@]+"${file_sd[@]}"}; do
+      echo "  - job_name: '${t%%=*}'"
+      echo "    file_sd_configs: [{files: ['${t#*=}']}]"
+    done
+    ((${#targets[@]} + ${#file_sd[@]})) || echo "  []"
   } >"$STATE/prometheus.yml"
   if [[ -n "$backfill" ]]; then
     # Blocks written before the server starts are simply loaded at start-up: no restart, no
@@ -78,11 +87,11 @@ cmd_start() {
     --config.file="$STATE/prometheus.yml" \
     --storage.tsdb.path="$STATE/data" \
     --storage.tsdb.retention.time=1d \
-    --web.listen-address="127.0.0.1:$port" \
+    --web.listen-address="$listen:$port" \
     --web.console.templates=/dev/null --web.console.libraries=/dev/null \
     >"$LOGS/prometheus.log" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
-  local url="http://127.0.0.1:$port"
+  local url="http://$listen:$port"
   echo "$url" >"$STATE/url"
   for _ in $(seq 1 150); do
     if curl -fsS "$url/-/ready" >/dev/null 2>&1; then

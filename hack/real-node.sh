@@ -142,26 +142,34 @@ TOML
 }
 
 # load IMAGE...: podman -> OCI archive -> containerd, skipped when containerd holds this build of
-# the image already (the image ID is recorded next to containerd's store).
+# the image already (the image ID and the ref are recorded next to containerd's store). A new tag of
+# an image containerd holds under another tag (every commit tags the images anew; most builds change
+# nothing) is only tagged there: saving and importing the 6 GB torchserve image takes minutes.
 load_images() {
-  local ref id mark tmp
+  local ref id mark tmp same
   ENGINE="$(container_engine)" || fail images "podman is not installed" /dev/null
   mkdir -p "$CTRD_ROOT-loaded"
   for ref in "$@"; do
     id="$(engine image inspect --format '{{.Id}}' "$ref" 2>/dev/null)" || fail images "$ref is not built (hack/build-images.sh)" /dev/null
     mark="$CTRD_ROOT-loaded/$(echo "$ref" | tr '/:@' '___')"
-    if [[ "$(cat "$mark" 2>/dev/null)" == "$id" ]] && CTR images ls -q "name==$ref" 2>/dev/null | grep -qx "$ref"; then
-      log "node images: $ref is loaded"; continue
+    if [[ "$(cut -d' ' -f1 "$mark" 2>/dev/null)" == "$id" ]] && CTR images ls -q "name==$ref" 2>/dev/null | grep -qx "$ref"; then
+      echo "$id $ref" >"$mark"; log "node images: $ref is loaded"; continue
     fi
-    tmp="$(mktemp -d "$MODELPILOT_CACHE/node-image.XXXXXX")"
-    log "node images: loading $ref"
-    engine save -q --format oci-archive -o "$tmp/image.tar" "$ref" >/dev/null
-    if ! CTR images import "$tmp/image.tar" >"$tmp/import.log" 2>&1; then
-      cat "$tmp/import.log" >>"$LOGS/containerd.log"; rm -rf "$tmp"
-      fail images "ctr could not import $ref" "$LOGS/containerd.log"
+    same="$(cat "$CTRD_ROOT-loaded"/* 2>/dev/null | awk -v id="$id" '$1 == id && NF == 2 {print $2}' | while read -r r; do
+      CTR images ls -q "name==$r" 2>/dev/null | grep -qx "$r" && { echo "$r"; break; }; done || true)"
+    if [[ -n "$same" ]] && CTR images tag --force "$same" "$ref" >/dev/null; then
+      log "node images: $ref is $same (same image ID): tagged"
+    else
+      tmp="$(mktemp -d "$MODELPILOT_CACHE/node-image.XXXXXX")"
+      log "node images: loading $ref"
+      engine save -q --format oci-archive -o "$tmp/image.tar" "$ref" >/dev/null
+      if ! CTR images import "$tmp/image.tar" >"$tmp/import.log" 2>&1; then
+        cat "$tmp/import.log" >>"$LOGS/containerd.log"; rm -rf "$tmp"
+        fail images "ctr could not import $ref" "$LOGS/containerd.log"
+      fi
+      rm -rf "$tmp"
     fi
-    rm -rf "$tmp"
-    echo "$id" >"$mark"
+    echo "$id $ref" >"$mark"
   done
 }
 

@@ -112,11 +112,13 @@ class KubeClient:
 
     # ---- writes ----
     def apply(self, obj: dict[str, Any], live: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        """Server-side apply `obj` unless `live` already carries its hash. Returns the new live object or None."""
+        """Server-side apply `obj` unless `live` already carries its hash (and its replicas: `scale` changes
+        them with a merge patch that leaves the hash alone). Returns the new live object or None."""
         desired = copy.deepcopy(obj)
         h = object_hash(desired)
         live_hash = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_SPEC_HASH)
-        if live is not None and live_hash == h:
+        want = (desired.get("spec") or {}).get("replicas")
+        if live is not None and live_hash == h and (want is None or (live.get("spec") or {}).get("replicas") == want):
             return None
         desired.setdefault("metadata", {}).setdefault("annotations", {})[c.ANNOTATION_SPEC_HASH] = h
         meta = desired["metadata"]

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from podman_run import image_ref  # noqa: E402
 
 NODE = "mp-real-0"
+NODE_IP = "10.211.0.1"  # hack/real-node.sh's node address: pods reach the host there
 POOL = "real-cpu"
 TOLERATION = {"key": "modelpilot.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
 NODE_POOLS = {POOL: {"nodeSelector": {"modelpilot.io/pool": POOL}, "tolerations": [TOLERATION]}}
@@ -67,6 +68,67 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
         return 0, b""
 
 
+class PodTargets:
+    """Prometheus file-based discovery of the real node's pods: every pod there with a container port
+    named `metrics`, labelled `namespace`, `pod` and its own labels, rewritten once a second.
+
+    Debian's Prometheus is built without `kubernetes_sd_configs` ("field kubernetes_sd_configs not
+    found in type config.ScrapeConfig"), so the test lists the pods and Prometheus reads the file
+    (`file_sd_configs`, re-read on change); scraping and queries are Prometheus's own."""
+
+    def __init__(self, kubectl: Kubectl, path: Any):
+        import threading
+
+        self.kubectl, self.path, self.stop = kubectl, path, threading.Event()
+        self.path.write_text("[]")
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1):
+            r = self.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={NODE}", "-o", "json", check=False)
+            if r.returncode == 0:
+                text = json.dumps(self.targets(json.loads(r.stdout)["items"]), sort_keys=True)
+                if text != self.path.read_text():
+                    tmp = self.path.with_suffix(".tmp")
+                    tmp.write_text(text)
+                    tmp.replace(self.path)  # Prometheus never reads half a file
+
+    @staticmethod
+    def targets(pods: list[dict]) -> list[dict]:
+        import re
+
+        out = []
+        for pod in pods:
+            ip = pod["status"].get("podIP")
+            ports = [p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports") or () if p.get("name") == "metrics"]
+            if ip and ports:
+                labels = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in (pod["metadata"].get("labels") or {}).items()}
+                out.append({"targets": [f"{ip}:{ports[0]}"],
+                            "labels": {**labels, "namespace": pod["metadata"]["namespace"], "pod": pod["metadata"]["name"]}})
+        return out
+
+
+@pytest.fixture(scope="session")
+def node_prometheus(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus (hack/prometheus.sh) scraping the real node's pods (TorchServe's metrics
+    port) every second, on the node's address so that the in-cluster operator reaches it."""
+    import os
+
+    local = tmp_path_factory.mktemp("prometheus-node")
+    discovery = PodTargets(kubectl, local / "pods.json")
+    env = {**os.environ, "MODELPILOT_LOCAL_DIR": str(local)}
+    script = str(REPO / "hack" / "prometheus.sh")
+    try:
+        r = subprocess.run([script, "start", "--port", "0", "--listen", NODE_IP, "--scrape-interval", "1s",
+                            "--file-sd", f"pods={discovery.path}"], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"hack/prometheus.sh start failed ({r.returncode}):\n{r.stderr}{r.stdout}"
+        yield r.stdout.strip().splitlines()[-1]
+    finally:
+        discovery.stop.set()
+        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=30)
+
+
 class InCluster:
     """The chart installed with the local images, its operator pods on the real node."""
 
@@ -87,10 +149,11 @@ def ready(pod: dict) -> bool:
 
 
 @pytest.fixture(scope="session")
-def incluster(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InCluster]:
+def incluster(real_node: str, node_prometheus: str, kubectl: Kubectl,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[InCluster]:
     """`helm install` of charts/modelpilot with the images hack/build-images.sh built: two operator
     replicas on the real node (leader election), watching one workload namespace, with the real
-    pool and the kwok `cpu` pool."""
+    pool and the kwok `cpu` pool, and analysis queries sent to `node_prometheus`."""
     import uuid
 
     import yaml
@@ -108,7 +171,8 @@ def incluster(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPat
         "replicaCount": 2, "watchNamespaces": [namespace], "logFormat": "text",
         "image": {"registry": registry, "repository": "operator", "tag": tag, "pullPolicy": "Never"},
         "nodeSelector": {"modelpilot.io/pool": POOL}, "tolerations": [TOLERATION],
-        "config": {"nodePools": {**NODE_POOLS, "cpu": {"nodeSelector": {"modelpilot.io/pool": "cpu"}}}},
+        "config": {"nodePools": {**NODE_POOLS, "cpu": {"nodeSelector": {"modelpilot.io/pool": "cpu"}}},
+                   "prometheusUrl": node_prometheus},
     }))
     kc = str(REPO / ".local" / "kubeconfig")
     op = InCluster(release, system_ns, namespace)
@@ -151,49 +215,20 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway(incluster: "InCluster", kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    import os
-    import signal
+def gateway(incluster: "InCluster", kubectl: Kubectl) -> Iterator[Gateway]:
+    """hack/gateway.sh (the demo's too): Traefik implementing the Gateway `web` in the workload namespace."""
     import uuid
-
-    from ..conftest import CACHE, LOCAL, VERSIONS
 
     ns = incluster.namespace
     port = free_port()  # a fixed offset collided with the fault tests' operators (the gateway lives all session)
-    suffix = uuid.uuid4().hex[:6]
-    # The gateway's identity: a ServiceAccount token (Traefik's provider takes a token and a CA).
-    kubectl("-n", incluster.system_ns, "create", "serviceaccount", "traefik")
-    kubectl("create", "clusterrolebinding", f"traefik-{suffix}", "--clusterrole=cluster-admin",
-            f"--serviceaccount={incluster.system_ns}:traefik")
-    token = kubectl("-n", incluster.system_ns, "create", "token", "traefik", "--duration=4h").stdout.strip()
-    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": f"traefik-{suffix}"},
-         "spec": {"controllerName": "traefik.io/gateway-controller"}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "web", "namespace": ns},
-         "spec": {"gatewayClassName": f"traefik-{suffix}",
-                  "listeners": [{"name": "http", "port": port, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Same"}}}]}},
-    ]}))
-    exe = CACHE / "bin" / f"traefik-{VERSIONS['TRAEFIK_VERSION']}" / "traefik"
-    api = f"https://127.0.0.1:{os.environ.get('MODELPILOT_APISERVER_PORT', '16443')}"
-    log_path = tmp_path_factory.mktemp("traefik") / "traefik.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([str(exe), f"--entryPoints.web.address=127.0.0.1:{port}", "--providers.kubernetesgateway=true",
-                                 f"--providers.kubernetesgateway.endpoint={api}", f"--providers.kubernetesgateway.token={token}",
-                                 f"--providers.kubernetesgateway.certAuthFilePath={LOCAL / 'pki' / 'ca.crt'}",
-                                 f"--providers.kubernetesgateway.namespaces={ns}", "--log.level=INFO", "--global.checknewversion=false",
-                                 "--global.sendanonymoususage=false"],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    gateway_class = f"traefik-{uuid.uuid4().hex[:6]}"
+    script = str(REPO / "hack" / "gateway.sh")
     try:
-        def programmed() -> bool:
-            conds = (get(kubectl, "-n", ns, "get", "gateway", "web").get("status") or {}).get("conditions") or []
-            return any(c["type"] == "Programmed" and c["status"] == "True" for c in conds)
-        try:
-            wait_for("Traefik to program the Gateway", programmed, timeout=90)
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{log_path.read_text()[-3000:]}") from None
+        r = subprocess.run([script, "start", "--namespace", ns, "--port", str(port), "--class", gateway_class],
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, f"hack/gateway.sh start failed ({r.returncode}):\n{r.stderr}{r.stdout}"
         yield Gateway(ns, "web", port)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        kubectl("delete", "gatewayclass", f"traefik-{suffix}", "--wait=false", check=False)
-        kubectl("delete", "clusterrolebinding", f"traefik-{suffix}", check=False)
+        subprocess.run([script, "stop"], capture_output=True, timeout=60)
+        for kind in ("gatewayclass", "clusterrolebinding", "clusterrole"):
+            kubectl("delete", kind, gateway_class, "--wait=false", check=False)
