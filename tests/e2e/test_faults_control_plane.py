@@ -271,7 +271,10 @@ def test_operator_oom_killed_mid_export_completes_it_exactly_once(kubectl: Kubec
         assert [a["name"] for a in st["artifacts"]] == ["optimized"]
         out = pvc_root / "models" / "out" / "oom"
         written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-        assert written == sorted(["manifest.json", *(a["uri"].removeprefix("pvc://models/out/oom/") for a in st["artifacts"])]), written
+        # One export's files, once: the manifest, each artifact and its served-model parity record.
+        expected = ["manifest.json", *(a["uri"].removeprefix("pvc://models/out/oom/") for a in st["artifacts"]),
+                    *(f"parity/{a['name']}.json" for a in st["artifacts"])]
+        assert written == sorted(expected), written
         assert all(hashlib.sha256((out / a["uri"].removeprefix("pvc://models/out/oom/")).read_bytes()).hexdigest() == a["sha256"]
                    for a in st["artifacts"])
         assert export_jobs(kubectl, namespace, "oom", since) == (["oom-export-g1"], {"oom-export-g1"})
