@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from modelpilot.uris import redact_text
 
 from .errors import EXIT_BAD_INPUT, InputError, SpecError
-from .manifest import write_termination_message, termination_message
+from .manifest import termination_message, write_termination_message
 from .progress import Progress
 from .spec import ExportSpec, parse_manifest
 

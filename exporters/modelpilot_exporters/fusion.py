@@ -258,8 +258,8 @@ def _ort_transformer_pass(model) -> dict[str, Any]:
     resulting ModelProto under ``_model``."""
     import logging
 
-    from onnxruntime.transformers.onnx_model_bert import BertOnnxModel
     from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.onnx_model_bert import BertOnnxModel
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     before = collections.Counter(n.op_type for n in model.graph.node if n.domain == _MS)

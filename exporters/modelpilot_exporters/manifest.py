@@ -60,9 +60,10 @@ import json
 import os
 import platform
 import zlib
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from modelpilot.uris import redact_text
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -272,8 +272,7 @@ def quantize_int4(src: Path, dst: Path, block_size: int = INT4_BLOCK) -> list[Pa
     import logging
 
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
-                                                                  MatMulNBitsQuantizer)
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     model = onnx.load(str(src))
@@ -299,7 +298,7 @@ def _gemm_to_matmul(model) -> int:
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     n_done = 0
-    for k, n in enumerate(list(g.node)):
+    for n in list(g.node):
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         if n.op_type != "Gemm" or n.input[1] not in inits or attrs.get("transA", 0) \
                 or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:

@@ -37,8 +37,7 @@ from . import sources
 from .errors import ExporterError, ExportError, InputError, SpecError, one_line
 from .progress import Progress
 from .spec import ExportSpec, Target
-from .validate import (SEED, make_samples, samples_from_npz, timed_runs, validate, batch_dynamic,
-                       compare_arrays, concat_outputs)
+from .validate import SEED, batch_dynamic, compare_arrays, concat_outputs, make_samples, samples_from_npz, timed_runs, validate
 
 
 @dataclass
@@ -53,7 +52,7 @@ class Result:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class _Ctx:
@@ -584,7 +583,7 @@ def _produce(ctx: _Ctx, t: Target, tdir: Path, warnings: list[str], extra: dict[
                 # effect of pruning itself, against the unpruned source (informational)
                 a, b = concat_outputs(ref[0]), concat_outputs(pruned_ref[0])
                 eff = [compare_arrays(n, x, y, spec.validation.atol, spec.validation.rtol).to_json()
-                       for n, x, y in zip(ctx.output_names, a, b)]
+                       for n, x, y in zip(ctx.output_names, a, b, strict=False)]
                 extra["pruningEffect"] = {"outputs": eff, "unprunedLatencyMsP50": ref[1],
                                           "prunedLatencyMsP50": pruned_ref[1]}
                 ref = pruned_ref

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,6 @@ from . import pt2_archive
 from .errors import ExportError, InputError
 from .spec import InputSpec, Source
 from .validate import SEED, random_array
-
 
 
 def _torch():

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -293,7 +293,7 @@ def validate(source: Runner, artifact: Runner, samples: Sequence[Sample], output
             rb, gb = source(big), artifact(big)
             breps = [compare_arrays(names[k], np.asarray(rb[k]), np.asarray(gb[k]), atol, rtol)
                      for k in range(len(ref))]
-            reports = [_merge(a, b) for a, b in zip(reports, breps)]
+            reports = [_merge(a, b) for a, b in zip(reports, breps, strict=False)]
             did_batch = True
     except ValueError as e:
         return ValidationReport(len(samples), [], ref_lat, got_lat, False,

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
@@ -50,7 +50,7 @@ def request_control(name: str, namespace: str | None, action: str, to_revision: 
     again instead of replacing the other's action (an abort) unseen."""
     if action not in CONTROL_ACTIONS:
         return False, f"unknown action {action!r}: use one of {', '.join(CONTROL_ACTIONS)}"
-    control = {"action": action, "requestedAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    control = {"action": action, "requestedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                "requestedBy": _requester(), **({"toRevision": to_revision} if to_revision else {})}
     deadline = time.monotonic() + wait
     while True:

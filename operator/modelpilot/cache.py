@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from . import constants as c
-from . import metrics
 from .kinds import BY_KIND
 
 Key = tuple[str, str, str]  # (kind, namespace, name)

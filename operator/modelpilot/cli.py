@@ -30,16 +30,15 @@ from .dashboard import add_dashboard_parser
 from .rollout import Observed, plan_model_deployment
 
 
-
 def _load_documents(path: str) -> list[dict[str, Any]]:
     try:
         text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
     except OSError as e:
-        raise SystemExit(f"kubectl-modelpilot: cannot read {path}: {e.strerror}")
+        raise SystemExit(f"kubectl-modelpilot: cannot read {path}: {e.strerror}") from None
     try:
         return [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as e:
-        raise SystemExit(f"kubectl-modelpilot: {path} is not valid YAML: {e}")
+        raise SystemExit(f"kubectl-modelpilot: {path} is not valid YAML: {e}") from None
 
 
 def cmd_render(args: argparse.Namespace) -> int:

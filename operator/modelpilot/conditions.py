@@ -50,7 +50,8 @@ def set_condition(
         "observedGeneration": generation,
         "lastTransitionTime": transition,
     })
-    order = {t: i for i, t in enumerate([c.COND_READY, c.COND_SPEC_VALID, c.COND_SCHEDULABLE, c.COND_WORKLOAD_READY, c.COND_ROUTING_READY, c.COND_JOB_COMPLETE, c.COND_EXPORT_READY])}
+    order = {t: i for i, t in enumerate([c.COND_READY, c.COND_SPEC_VALID, c.COND_SCHEDULABLE, c.COND_WORKLOAD_READY,
+                                         c.COND_ROUTING_READY, c.COND_JOB_COMPLETE, c.COND_EXPORT_READY])}
     return sorted(out, key=lambda x: (order.get(x["type"], 99), x["type"]))
 
 

@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -69,7 +70,7 @@ class KubeClient:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_environment(cls, pool_size: int = 16) -> "KubeClient":
+    def from_environment(cls, pool_size: int = 16) -> KubeClient:
         try:
             kubernetes.config.load_incluster_config()
             cfg = kubernetes.client.Configuration.get_default_copy()

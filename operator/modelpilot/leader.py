@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -50,7 +50,7 @@ def default_identity() -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class LeaderElector:

@@ -73,7 +73,7 @@ def _lease_namespace(args: argparse.Namespace) -> str:
         return "default"
 
 
-def _elector(args: argparse.Namespace) -> "LeaderElector":
+def _elector(args: argparse.Namespace) -> LeaderElector:
     import kubernetes
 
     from . import kube

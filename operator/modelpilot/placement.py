@@ -8,8 +8,9 @@ names what is missing, so that pods never sit Pending in silence.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .api.errors import SpecError
 from .api.modeldeployment import Placement

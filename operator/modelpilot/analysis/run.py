@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Any, Final
 
 from .. import clock

@@ -8,8 +8,9 @@ what the schema cannot know: the node pools and runtime/format combinations of t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .. import constants as c
 from ..hashing import spec_hash

@@ -7,8 +7,9 @@ mounts, the secrets it passes, the image, the node pool, the resources and the J
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ Analysis blocks stay mappings: the analysis package validates and runs them as w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 Analysis = Mapping[str, Any]
 

@@ -14,9 +14,10 @@ import hmac
 import html
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -94,7 +95,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         while True:
             try:
                 msg = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await resp.write(b": keep-alive\n\n")
                 continue
             await _send(resp, msg)

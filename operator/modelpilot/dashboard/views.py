@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ..api.errors import SpecError
-from ..clock import to_epoch
 from ..api.modeldeployment import parse_model_deployment
+from ..clock import to_epoch
 from ..rollout.steps import compile_steps
 
 #: Points kept per ModelDeployment (a rollout of 40 steps, ten times over).

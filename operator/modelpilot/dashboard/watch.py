@@ -94,7 +94,7 @@ def check_access(api_client: kubernetes.client.ApiClient, namespace: str | None)
     """Raise AccessError, naming the kind, the scope and the fix, unless the user may list both kinds."""
     api = kubernetes.client.CustomObjectsApi(api_client)
     where = f"namespace {namespace!r}" if namespace else "all namespaces"
-    for kind, plural in views.KINDS.items():
+    for plural in views.KINDS.values():
         try:
             _lister(api, plural, namespace)(limit=1)
         except ApiException as e:

@@ -7,7 +7,8 @@ cluster. One Job per spec generation, with a deterministic name: a retry never d
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from .. import constants as c
-from ..conditions import fit_status, foreign_owner, with_apply_failure
 from ..cache import Store
+from ..conditions import fit_status, foreign_owner, with_apply_failure
 from ..kube import KubeClient, merge_patch
 
 log = logging.getLogger(__name__)

@@ -7,16 +7,16 @@ import time
 from typing import Any
 
 from .. import constants as c
-from ..config import OperatorConfig
-from ..cache import Store
-from ..clock import now_rfc3339, to_epoch
 from .. import metrics
 from ..analysis import PrometheusClient
 from ..analysis import step as analysis_step
+from ..cache import Store
+from ..clock import now_rfc3339, to_epoch
+from ..comparator.objects import COMPONENT as COMPARATOR
+from ..config import OperatorConfig
+from ..kube import KubeClient
 from ..rollout import Observed, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
-from ..kube import KubeClient
-from ..comparator.objects import COMPONENT as COMPARATOR
 from ..traffic.base import ROUTE_COMPONENTS
 from .apply import STALE, apply_and_report
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from .. import constants as c
 from .. import metrics
-from ..config import OperatorConfig
 from ..cache import Store
 from ..clock import now_rfc3339
+from ..config import OperatorConfig
 from ..export import ExportObserved, plan_model_export
 from ..kube import KubeClient
 from .apply import STALE, apply_and_report

@@ -17,13 +17,13 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import constants as c
 from .. import metrics
-from ..config import OperatorConfig, load_config
 from ..cache import Store
+from ..config import OperatorConfig, load_config
 from ..kinds import CHILD_KINDS, CUSTOM_KINDS, OWNER_DEPLOYMENT, OWNER_EXPORT, SYNCED_KINDS
-from ..workqueue import WorkQueue, backoff
 from ..kube import KubeClient
 from ..leader import LEADER, LeaderElector
-from . import modelexport, modeldeployment
+from ..workqueue import WorkQueue, backoff
+from . import modeldeployment, modelexport
 
 log = logging.getLogger(__name__)
 

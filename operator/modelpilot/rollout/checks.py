@@ -3,7 +3,8 @@ pools, the export's format, the analysis blocks), with the results kept for the 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..analysis import validate as validate_analysis
 from ..api.errors import SpecError

@@ -4,10 +4,9 @@ state and an Event."""
 
 from __future__ import annotations
 
-from .. import constants as c
-
 from typing import Any
 
+from .. import constants as c
 from ..clock import to_rfc3339
 from ..conditions import cap_message
 from .model import Reconcile

@@ -10,12 +10,13 @@ a finished step is never repeated, a weight never jumps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from .. import constants as c
 from ..clock import to_epoch, to_rfc3339
 from ..hashing import object_hash
-from .. import constants as c
 from ..traffic import RouteHealth, TrafficState, header_matches_from_spec, routed_replicas
 from .control import abort
 from .model import Reconcile, ready_replicas, rollout_complete, spec_replicas

@@ -4,8 +4,9 @@ and one reconcile's working state (`Reconcile`), shared by the phases in plan.py
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..api.modeldeployment import ModelDeployment
 from ..clock import to_epoch

@@ -18,7 +18,8 @@ The walk, one module per phase (docs/design.md tells it in prose):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import constants as c
 from ..api.errors import SpecError

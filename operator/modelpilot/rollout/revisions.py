@@ -4,11 +4,10 @@ are accepted by whoever carries them (a Gateway, the mesh)."""
 
 from __future__ import annotations
 
-from .. import constants as c
-
 from dataclasses import dataclass
 from typing import Any
 
+from .. import constants as c
 from ..hashing import spec_hash
 from ..placement import find_unschedulable_reason
 from ..render import runtime_warnings

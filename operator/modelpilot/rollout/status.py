@@ -4,7 +4,8 @@ the Events of their transitions."""
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import constants as c
 from ..api.errors import SpecError

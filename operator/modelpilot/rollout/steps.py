@@ -13,14 +13,15 @@ promotion, and its failure aborts like a failed step analysis.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .. import clock
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..api.rollout import RolloutSpec
+
 
 def parse_duration(text: str | None, field: str) -> float | None:
     """Seconds in an optional duration field; None when unset."""

@@ -13,8 +13,9 @@ can find out by itself (Triton's auto-complete, TorchServe's handler defaults).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from ..api.modeldeployment import ModelDeployment
 
@@ -43,7 +44,7 @@ class Signature:
     outputs: tuple[TensorSpec, ...]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Signature":
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
         """Parse the manifest's `signature` object; raises ValueError naming what is wrong."""
         def tensors(key: str) -> tuple[TensorSpec, ...]:
             out = []

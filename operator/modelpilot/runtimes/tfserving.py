@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.modeldeployment import ModelDeployment
-from .base import (MODEL_REPOSITORY, STARTUP_FAILURES, STARTUP_PERIOD_SECONDS, Ports, Signature, container_ports,
-                   env_list, http_probe)
+from .base import MODEL_REPOSITORY, STARTUP_FAILURES, STARTUP_PERIOD_SECONDS, Ports, Signature, container_ports, env_list, http_probe
 
 VERSION = 1
 VERSION_LABEL = "serving"

@@ -19,8 +19,7 @@ import json
 from typing import Any
 
 from ..api.modeldeployment import ModelDeployment
-from .base import (MODEL_REPOSITORY, STARTUP_FAILURES, STARTUP_PERIOD_SECONDS, Ports, Signature, container_ports,
-                   env_list)
+from .base import MODEL_REPOSITORY, STARTUP_FAILURES, STARTUP_PERIOD_SECONDS, Ports, Signature, container_ports, env_list
 
 MANAGEMENT_PORT = 8081
 GRPC_MANAGEMENT_PORT = 7071

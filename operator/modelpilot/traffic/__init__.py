@@ -1,8 +1,18 @@
 """Traffic routers, one module each behind the TrafficRouter protocol; `get_router` is the factory."""
 
 from ..api.errors import SpecError
-from .base import (PREVIEW_HEADER, PREVIEW_HEADER_VALUE, ROUTE_COMPONENTS, ROUTE_KINDS, Achieved, HeaderMatch, ReplicaPlan,
-                   RouteHealth, TrafficRouter, TrafficState)
+from .base import (
+    PREVIEW_HEADER,
+    PREVIEW_HEADER_VALUE,
+    ROUTE_COMPONENTS,
+    ROUTE_KINDS,
+    Achieved,
+    HeaderMatch,
+    ReplicaPlan,
+    RouteHealth,
+    TrafficRouter,
+    TrafficState,
+)
 from .common import header_matches_from_spec, routed_replicas
 from .gateway_api import GatewayAPIRouter
 from .istio import IstioRouter

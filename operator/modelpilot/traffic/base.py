@@ -9,8 +9,9 @@ factory. Every function here is pure: no API calls, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Mapping, Protocol, Sequence
+from typing import Any, Final, Protocol
 
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment

@@ -5,15 +5,15 @@ replica sizing for routers that split traffic in a proxy, and the rounding of ob
 from __future__ import annotations
 
 import re
-
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .. import constants as c
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..comparator.objects import comparator_name, compares
-from ..render import build_entry_service, labels, owner_reference
 from ..objectmeta import object_meta
+from ..render import build_entry_service, labels, owner_reference
 from .base import Achieved, HeaderMatch, ReplicaPlan, TrafficState
 
 # Characters with a meaning in RE2; everything else in a cookie name or value is literal.

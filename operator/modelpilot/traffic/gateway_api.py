@@ -16,14 +16,25 @@ the Gateway follows the weights; in-cluster callers of the entry Service reach t
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
 from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, RouteHealth, TrafficState
-from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, mirror_service_name,
-                     route_metadata, service_name, share_percent)
+from .common import (
+    ProxyRouter,
+    check_ab_headers,
+    condition_reason,
+    cookie_regex,
+    find_object,
+    mirror_service_name,
+    named_rule,
+    route_metadata,
+    service_name,
+    share_percent,
+)
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 RULE_AB = "ab-test"

@@ -22,14 +22,25 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
 from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, RouteHealth, TrafficState
-from .common import (ProxyRouter, named_rule, check_ab_headers, condition_reason, cookie_regex, find_object, mirror_service_name,
-                     route_metadata, service_host, service_name)
+from .common import (
+    ProxyRouter,
+    check_ab_headers,
+    condition_reason,
+    cookie_regex,
+    find_object,
+    mirror_service_name,
+    named_rule,
+    route_metadata,
+    service_host,
+    service_name,
+)
 
 API_VERSION = "networking.istio.io/v1"
 ROUTE_AB = "ab-test"

@@ -11,8 +11,9 @@ and are refused by `check`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .. import constants as c
 from ..api.errors import SpecError
