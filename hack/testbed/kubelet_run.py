@@ -34,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 Kubectl = Callable[..., subprocess.CompletedProcess]
 ANNOTATION_EXIT_CODE = "kwok.modelpilot.io/exit-code"
