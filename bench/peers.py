@@ -290,7 +290,11 @@ def steps_argo() -> dict:
 
 def steps_flagger() -> dict:
     ns = fresh_namespace("peers-flagger")
-    flagger = start_flagger(ns)
+    try:
+        flagger = start_flagger(ns)
+    except RuntimeError:
+        kubectl("delete", "namespace", ns, "--wait=false")
+        raise
     try:
         apply(ns, *flagger_objects(ns, "steps", 1))
         flagger_phase(ns, "steps", {"Initialized", "Succeeded"})
@@ -410,11 +414,13 @@ def reconcile_kserve(k, n: int, workers: int) -> dict:
             t = rc.time_to_ready(k, ns, [isvc_body(f"m{i}", 1) for i in range(n)], workers, ISVC_PATH, isvc_ready,
                                  LOCAL / "logs" / "peers-kserve.log")
             idle = quiet_writes(kserve.user, ns)
+            rss = kserve.rss_mb()
         finally:
-            rss = kserve.stop()
             for h in hooks:
                 kubectl("delete", h["kind"].lower(), h["metadata"]["name"], "--ignore-not-found")
+            # Its finalizers need it running while the namespace goes.
             rc.delete_namespace_and_wait(k, ns)
+            kserve.stop()
     return {"system": "kserve", "seconds": round(t, 2), "idle_writes": idle, "rss_mb": round(rss, 1)}
 
 
@@ -537,6 +543,7 @@ def main() -> int:
             run("aborts", results, aborts_argo, args.aborts)
     for n in args.n if "reconcile" in args.only else []:
         run("reconcile", results, reconcile, n, args.workers, built("kserve"), resync)
+    results["load_end"] = os.getloadavg()
     print(table(results))
     print(json.dumps(results))
     return 0

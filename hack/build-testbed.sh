@@ -206,7 +206,7 @@ build_toxiproxy() {
 # build_from_module COMPONENT MODULE VERSION DEST PKG:BIN... : build a module's own commands with
 # its own go.mod, go.sum and replace directives (a copy of its source out of the module cache; the
 # peers pin forks and staging versions that a wrapper module would drop), and copy its CRDs
-# (CRD_FILES: globs relative to the module root) into DEST/crds.
+# (CRD_FILES: globs relative to the module root) into DEST/crds. LDFLAGS: the version -X flags.
 build_from_module() {
   local component="$1" module="$2" version="$3" dest="$4"; shift 4
   [[ -d "$dest/crds" ]] && { log "$component $version: cached ($dest)"; return; }
@@ -218,7 +218,7 @@ build_from_module() {
   local pair sub
   # shellcheck disable=SC2086 # CRD_FILES are globs
   for pair in "$@"; do
-    (cd "$src" && run_step "$component" "$logf" go build -trimpath -ldflags "-s -w" -o "$stage/${pair#*:}" "./${pair%%:*}")
+    (cd "$src" && run_step "$component" "$logf" go build -trimpath -ldflags "-s -w ${LDFLAGS:-}" -o "$stage/${pair#*:}" "./${pair%%:*}")
   done
   for sub in $CRD_FILES; do
     compgen -G "$src/$sub" >/dev/null || die "$component: $module@$version has no $sub"
@@ -229,7 +229,7 @@ build_from_module() {
 }
 
 build_argo_rollouts() {
-  CRD_FILES=manifests/crds/*-crd.yaml build_from_module argo-rollouts github.com/argoproj/argo-rollouts \
+  CRD_FILES=manifests/crds/*-crd.yaml LDFLAGS="-X github.com/argoproj/argo-rollouts/utils/version.version=${ARGO_ROLLOUTS_VERSION#v}" build_from_module argo-rollouts github.com/argoproj/argo-rollouts \
     "$ARGO_ROLLOUTS_VERSION" "$(argo_rollouts_bin_dir)" cmd/rollouts-controller:rollouts-controller
 }
 
