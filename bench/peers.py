@@ -501,6 +501,7 @@ def run(scenario: str, results: dict, fn, *args) -> None:
     try:
         out = fn(*args)
         results.setdefault(scenario, []).extend(out if isinstance(out, list) else [out])
+        print(f"{scenario}: {json.dumps(out)}", file=sys.stderr)  # as it comes: a long run can be cut short
     except (RuntimeError, SystemExit, subprocess.SubprocessError) as e:
         name = f"{scenario}/{fn.__name__}{'/' + '/'.join(map(str, args)) if args else ''}"
         results.setdefault("not_run", {})[name] = str(e).strip()[-600:]

@@ -13,7 +13,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
@@ -216,10 +216,10 @@ build_from_module() {
     || die "$component: cannot download $module@$version from the Go module proxy"
   cp -r "$dir" "$src" && chmod -R u+w "$src" && mkdir -p "$stage/crds"
   local pair sub
-  # shellcheck disable=SC2086 # CRD_FILES are globs
   for pair in "$@"; do
     (cd "$src" && run_step "$component" "$logf" go build -trimpath -ldflags "-s -w ${LDFLAGS:-}" -o "$stage/${pair#*:}" "./${pair%%:*}")
   done
+  # shellcheck disable=SC2086 # CRD_FILES are globs
   for sub in $CRD_FILES; do
     compgen -G "$src/$sub" >/dev/null || die "$component: $module@$version has no $sub"
     cp $src/$sub "$stage/crds/"
