@@ -27,7 +27,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reconcile import LOCAL, REPO, audit_write_uris, bench_arguments, create, delete_namespace, kube, metric, namespace, rss_mb, start_operator, PORT
+from reconcile import LOCAL, REPO, audit_write_uris, bench_arguments, create, delete_namespace, kube, metric, namespace, rss_mb, start_operator, METRICS_PORT
 
 sys.path.insert(0, str(REPO))
 import kubelet_run  # noqa: E402  (hack/testbed, on the path through reconcile)
@@ -86,7 +86,7 @@ def complete(k, ns: str, job: str | None, message: str) -> set[str]:
 def histogram_quantiles(prefix: str, qs: tuple[float, ...]) -> dict[float, float]:
     """Quantiles (bucket upper bounds) of the operator's reconcile histogram, all kinds together."""
     import urllib.request
-    text = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
     buckets: Counter[float] = Counter()
     for line in text.splitlines():
         if line.startswith(prefix + "_bucket{"):

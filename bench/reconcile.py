@@ -47,6 +47,10 @@ LOCAL = REPO / ".local"
 # that benches of several checkouts on one machine do not collide.
 PORT = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 100
 CONFIG_PATH = REPO / "hack/testbed/operator-config.yaml"
+# The operator's metrics and health ports: 18190/18191, or 100 above a helper's port base.
+METRICS_PORT = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 100
+HEALTH_PORT = METRICS_PORT + 1
+MD_PATH = "/apis/modelpilot.io/v1alpha1/namespaces/{ns}/modeldeployments"
 
 
 def md_body(name: str, replicas: int) -> dict:
@@ -75,8 +79,35 @@ def delete_namespace(k: KubeClient, name: str) -> None:
         pass
 
 
-def create(k: KubeClient, ns: str, body: dict) -> dict:
-    return k._call("POST", f"/apis/modelpilot.io/v1alpha1/namespaces/{ns}/modeldeployments", body=body)
+def delete_namespace_and_wait(k: KubeClient, name: str, timeout: float = 600) -> None:
+    delete_namespace(k, name)
+    deadline = time.monotonic() + timeout
+    while k.get("Namespace", None, name) is not None and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def create(k: KubeClient, ns: str, body: dict, path: str = MD_PATH) -> dict:
+    return k._call("POST", path.format(ns=ns), body=body)
+
+
+def md_ready(obj: dict) -> bool:
+    return (obj.get("status") or {}).get("phase") == "Ready"
+
+
+def time_to_ready(k: KubeClient, ns: str, bodies: list[dict], workers: int, path: str = MD_PATH,
+                  ready=md_ready, log: Path | None = None) -> float:
+    """Create `bodies` with `workers` threads; seconds until every object in `ns` at `path` is ready."""
+    t = time.monotonic()
+    with cf.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda b: create(k, ns, b, path), bodies))
+    while True:
+        items = k._call("GET", path.format(ns=ns))["items"]
+        n_ready = sum(1 for i in items if ready(i))
+        if n_ready == len(bodies):
+            return time.monotonic() - t
+        if time.monotonic() - t > 1800:
+            raise SystemExit(f"only {n_ready}/{len(bodies)} ready after 30 minutes; see {log}")
+        time.sleep(0.25)
 
 
 def floor(k: KubeClient, ns: str, n: int, replicas: int, workers: int) -> float:
@@ -105,12 +136,12 @@ def floor(k: KubeClient, ns: str, n: int, replicas: int, workers: int) -> float:
 def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("modelpilot-operator")
     env = dict(os.environ, KUBECONFIG=str(LOCAL / "operator.kubeconfig"), MODELPILOT_CONFIG=str(CONFIG_PATH))
-    proc = subprocess.Popen([str(exe), f"--metrics-port={PORT}", f"--health-port={PORT + 1}", "--no-leader-elect", f"--workers={workers}",
+    proc = subprocess.Popen([str(exe), f"--metrics-port={METRICS_PORT}", f"--health-port={HEALTH_PORT}", "--no-leader-elect", f"--workers={workers}",
                              f"--resync-seconds={resync}"], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     for _ in range(200):
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT + 1}/healthz", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{HEALTH_PORT}/healthz", timeout=1)
             return proc
         except OSError:
             time.sleep(0.2)
@@ -118,7 +149,7 @@ def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
 
 
 def metric(name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
     return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name) and not l.startswith("#"))
 
 
@@ -130,20 +161,24 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def audit_write_uris(since: datetime, ns: str) -> list[str]:
-    """The URI of every write the operator sent into namespace `ns` since `since` (audit log)."""
-    uris = []
+def audit_events(since: datetime, user: str = "modelpilot-operator") -> list[dict]:
+    """The audited write requests (create, update, patch, delete) of `user` since `since`."""
+    out = []
     for line in (LOCAL / "logs/audit.log").read_text().splitlines():
         ev = json.loads(line)
-        if (ev.get("user", {}).get("username") == "modelpilot-operator" and ev.get("verb") in ("create", "update", "patch", "delete")
-                and f"/namespaces/{ns}/" in ev.get("requestURI", "")
+        if (ev.get("user", {}).get("username") == user and ev.get("verb") in ("create", "update", "patch", "delete")
                 and datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")) >= since):
-            uris.append(ev["requestURI"])
-    return uris
+            out.append(ev)
+    return out
 
 
-def audit_writes(since: datetime, ns: str) -> int:
-    return len(audit_write_uris(since, ns))
+def audit_writes(since: datetime, ns: str, user: str = "modelpilot-operator") -> int:
+    return sum(1 for ev in audit_events(since, user) if f"/namespaces/{ns}/" in ev.get("requestURI", ""))
+
+
+def audit_write_uris(since: datetime, ns: str) -> list[str]:
+    """The URI of every write the operator sent into namespace `ns` since `since` (audit log)."""
+    return [ev["requestURI"] for ev in audit_events(since) if f"/namespaces/{ns}/" in ev.get("requestURI", "")]
 
 
 def bench_arguments(doc: str, n: int, replicas: int) -> argparse.ArgumentParser:
@@ -153,6 +188,26 @@ def bench_arguments(doc: str, n: int, replicas: int) -> argparse.ArgumentParser:
     ap.add_argument("--replicas", type=int, default=replicas)
     ap.add_argument("--workers", type=int, default=8)
     return ap
+
+
+def idle_resync_writes(ns: str) -> int:
+    """The operator's writes in `ns` during one periodic resync, once it is idle."""
+    # Idle means: the queue is drained and the operator has stopped sending requests.
+    requests = -1.0
+    while True:
+        now_requests = metric("modelpilot_kube_requests_total")
+        if now_requests == requests and metric("modelpilot_workqueue_depth") == 0:
+            break
+        requests = now_requests
+        time.sleep(3)
+    since = datetime.now(timezone.utc)
+    resyncs = metric("modelpilot_resyncs_total")
+    while metric("modelpilot_resyncs_total") < resyncs + 1:
+        time.sleep(0.5)
+    while metric("modelpilot_workqueue_depth") > 0:
+        time.sleep(0.5)
+    time.sleep(2)
+    return audit_writes(since, ns)
 
 
 def main() -> int:
@@ -171,11 +226,8 @@ def main() -> int:
     print(f"floor: {args.n} ModelDeployments by a bare client ...", file=sys.stderr)
     floor_s = floor(k, ns_floor, args.n, args.replicas, args.workers)
     print(f"floor: {floor_s:.1f}s", file=sys.stderr)
-    delete_namespace(k, ns_floor)
     # The operator must not start while the floor's objects still exist: it would reconcile them.
-    deadline = time.monotonic() + 600
-    while k.get("Namespace", None, ns_floor) is not None and time.monotonic() < deadline:
-        time.sleep(1)
+    delete_namespace_and_wait(k, ns_floor)
 
     log = LOCAL / "logs/operator-bench.log"
     proc = start_operator(args.workers, args.resync, log)
@@ -183,36 +235,9 @@ def main() -> int:
         ns = f"bench-op-{stamp}"
         namespace(k, ns)
         print(f"operator: {args.n} ModelDeployments ...", file=sys.stderr)
-        t = time.monotonic()
-        with cf.ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(lambda i: create(k, ns, md_body(f"m{i}", args.replicas)), range(args.n)))
-        while True:
-            items = k._call("GET", f"/apis/modelpilot.io/v1alpha1/namespaces/{ns}/modeldeployments")["items"]
-            ready = sum(1 for i in items if (i.get("status") or {}).get("phase") == "Ready")
-            if ready == args.n:
-                break
-            if time.monotonic() - t > 1800:
-                raise SystemExit(f"only {ready}/{args.n} Ready after 30 minutes; see {log}")
-            time.sleep(0.25)
-        op_s = time.monotonic() - t
+        op_s = time_to_ready(k, ns, [md_body(f"m{i}", args.replicas) for i in range(args.n)], args.workers, log=log)
         print(f"operator: {op_s:.1f}s", file=sys.stderr)
-
-        # Idle means: the queue is drained and the operator has stopped sending requests.
-        requests = -1.0
-        while True:
-            now_requests = metric("modelpilot_kube_requests_total")
-            if now_requests == requests and metric("modelpilot_workqueue_depth") == 0:
-                break
-            requests = now_requests
-            time.sleep(3)
-        since = datetime.now(timezone.utc)
-        resyncs = metric("modelpilot_resyncs_total")
-        while metric("modelpilot_resyncs_total") < resyncs + 1:
-            time.sleep(0.5)
-        while metric("modelpilot_workqueue_depth") > 0:
-            time.sleep(0.5)
-        time.sleep(2)
-        idle = audit_writes(since, ns)
+        idle = idle_resync_writes(ns)
         rss = rss_mb(proc.pid)
         rss_settled = rss_mb(proc.pid, "VmRSS")
     finally:

@@ -48,20 +48,27 @@ def kubectl(*args: str, input: str | None = None) -> str:
     return r.stdout
 
 
-def md(name: str, steps: list, version: int) -> dict:
+def md(name: str, steps: list, version: int, traffic: dict = GATEWAY) -> dict:
     return {"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
             "spec": {"model": {"uri": f"pvc://models/{name}/v{version}.onnx", "format": "onnx"}, "runtime": {"kind": "triton"},
-                     "replicas": 1, "placement": {"nodePool": "cpu"}, "traffic": GATEWAY,
+                     "replicas": 1, "placement": {"nodePool": "cpu"}, "traffic": traffic,
                      "rollout": {"strategy": "canary", "canary": {"steps": steps}}}}
 
 
-class Watch:
-    """(monotonic time, canary weight) for every change of the HTTPRoute, from `kubectl get -w`."""
+def httproute_weight(route: dict, canary: str) -> int:
+    """The weight of backend `canary` in an HTTPRoute's last rule."""
+    return {b["name"]: b.get("weight", 1) for b in route["spec"]["rules"][-1]["backendRefs"]}.get(canary, 0)
 
-    def __init__(self, ns: str, name: str, canary: str):
+
+class Watch:
+    """(monotonic time, canary weight) for every change of a route (`kind`: an HTTPRoute unless told),
+    from `kubectl get -w`; `weight(route, canary)` reads the canary's weight."""
+
+    def __init__(self, ns: str, name: str, canary: str, kind: str = "httproute", weight=httproute_weight):
         self.changes: list[tuple[float, int]] = []
         self.canary = canary
-        self.proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(LOCAL / "kubeconfig"), "-n", ns, "get", "httproute", name,
+        self.weight = weight
+        self.proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(LOCAL / "kubeconfig"), "-n", ns, "get", kind, name,
                                       "-w", "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -75,7 +82,10 @@ class Watch:
                 except ValueError:
                     break
                 buf = buf.lstrip()[end:]
-                w = {b["name"]: b.get("weight", 1) for b in obj["spec"]["rules"][-1]["backendRefs"]}.get(self.canary, 0)
+                try:
+                    w = self.weight(obj, self.canary)
+                except (KeyError, IndexError, TypeError):  # a route without its rules yet
+                    continue
                 if not self.changes or self.changes[-1][1] != w:
                     self.changes.append((time.monotonic(), w))
 
@@ -108,6 +118,64 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def step_gaps(changes: list[tuple[float, int]], per: int) -> list[float]:
+    """Seconds from canary weight w-1 to w, for w = 2..per (weight 1 waits for the canary pod)."""
+    times = {w: t for t, w in changes if w > 0}
+    return [times[w] - times[w - 1] for w in range(2, per + 1) if w in times and w - 1 in times]
+
+
+def timed_abort(watch: Watch, *kubectl_args: str) -> tuple[float, float]:
+    """Run the abort (`kubectl *kubectl_args`); seconds from the abort accepted, and from kubectl's start,
+    to the route carrying 0 % canary. t0..accepted is kubectl's own start-up and round trip: the abort
+    is in the apiserver somewhere in that window, so the first figure is the fairest bound."""
+    t0 = time.monotonic()
+    kubectl(*kubectl_args)
+    t_accepted = time.monotonic()
+    t1 = watch.wait_weight(0, after=t0)
+    return max(0.0, t1 - t_accepted), t1 - t0
+
+
+def md_step_latencies(ns: str, name: str, per: int, rollouts: int, traffic: dict = GATEWAY, kind: str = "httproute",
+                      weight=httproute_weight) -> list[float]:
+    """Step latencies of `rollouts` canaries of `per` setWeight steps (1..per %) of ModelDeployment `name`."""
+    steps = [{"setWeight": i} for i in range(1, per + 1)]
+    kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(md(name, steps, 1, traffic)))
+    wait_phase(ns, name, lambda s: s.get("phase") == "Ready")
+    out: list[float] = []
+    for version in range(2, rollouts + 2):
+        watch = Watch(ns, name, f"{name}-r{version}", kind, weight)
+        time.sleep(0.5)
+        kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(md(name, steps, version, traffic)))
+        wait_phase(ns, name, lambda s, v=version: s.get("stableRevision") == v, timeout=600)
+        time.sleep(1)
+        watch.stop()
+        out += step_gaps(watch.changes, per)
+    return out
+
+
+def md_abort_latencies(ns: str, name: str, n: int, traffic: dict = GATEWAY, kind: str = "httproute",
+                       weight=httproute_weight) -> tuple[list[float], list[float]]:
+    """`n` aborts of a canary of ModelDeployment `name` paused at 50 %: timed_abort's two figures each."""
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(md(name, steps, 1, traffic)))
+    wait_phase(ns, name, lambda s: s.get("phase") == "Ready")
+    accepted: list[float] = []
+    requested: list[float] = []
+    for version in range(2, n + 2):
+        watch = Watch(ns, name, f"{name}-r{version}", kind, weight)
+        kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(md(name, steps, version, traffic)))
+        wait_phase(ns, name, lambda s, v=version: s.get("canaryRevision") == v and s.get("phase") == "Paused")
+        watch.wait_weight(50)
+        control = {"status": {"control": {"action": "abort", "requestedAt": f"bench-{time.time()}", "requestedBy": "bench"}}}
+        a, r = timed_abort(watch, "-n", ns, "patch", "modeldeployment", name, "--subresource=status", "--type=merge",
+                           "-p", json.dumps(control))
+        accepted.append(a)
+        requested.append(r)
+        watch.stop()
+        wait_phase(ns, name, lambda s: s.get("phase") == "Degraded")
+    return accepted, requested
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60, help="total steps measured, over rollouts of up to 30 steps (the CRD allows 32)")
@@ -129,48 +197,10 @@ def main() -> int:
     ns = f"bench-rollout-{int(time.time())}"
     kubectl("create", "namespace", ns)
     try:
-        # --- step latency: rollouts of 30 setWeight steps (1..30 %) until --steps are measured ---
-        step_lat: list[float] = []
-        per = 30
-        body = md("steps", [{"setWeight": i} for i in range(1, per + 1)], 1)
-        kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(body))
-        wait_phase(ns, "steps", lambda s: s.get("phase") == "Ready")
-        version = 1
-        while len(step_lat) < args.steps:
-            version += 1
-            watch = Watch(ns, "steps", f"steps-r{version}")
-            time.sleep(0.5)
-            kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(md("steps", [{"setWeight": i} for i in range(1, per + 1)], version)))
-            wait_phase(ns, "steps", lambda s, v=version: s.get("stableRevision") == v, timeout=600)
-            time.sleep(1)
-            watch.stop()
-            times = {w: t for t, w in watch.changes if w > 0}
-            # Weight 1 waits for the canary pod; from weight 2 on, each step is gated only by the previous weight.
-            step_lat += [times[w] - times[w - 1] for w in range(2, per + 1) if w in times and w - 1 in times]
-
+        # --- step latency: rollouts of 30 setWeight steps (1..30 %), 29 measured steps each ---
+        step_lat = md_step_latencies(ns, "steps", 30, -(-args.steps // 29))
         # --- rollback latency ---
-        rb: list[float] = []
-        rb_from_request: list[float] = []
-        body = md("rollback", [{"setWeight": 50}, {"pause": {}}], 1)
-        kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(body))
-        wait_phase(ns, "rollback", lambda s: s.get("phase") == "Ready")
-        for i in range(args.rollbacks):
-            version = i + 2
-            watch = Watch(ns, "rollback", f"rollback-r{version}")
-            kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(md("rollback", [{"setWeight": 50}, {"pause": {}}], version)))
-            wait_phase(ns, "rollback", lambda s, v=version: s.get("canaryRevision") == v and s.get("phase") == "Paused")
-            watch.wait_weight(50)
-            control = {"status": {"control": {"action": "abort", "requestedAt": f"bench-{time.time()}", "requestedBy": "bench"}}}
-            t0 = time.monotonic()
-            kubectl("-n", ns, "patch", "modeldeployment", "rollback", "--subresource=status", "--type=merge", "-p", json.dumps(control))
-            t_accepted = time.monotonic()
-            t1 = watch.wait_weight(0, after=t0)
-            # t0..t_accepted is kubectl's own start-up and round trip: the abort is in the apiserver
-            # somewhere in that window, so t1 - t_accepted is the fairest bound (t1 - t0 is reported too).
-            rb.append(max(0.0, t1 - t_accepted))
-            rb_from_request.append(t1 - t0)
-            watch.stop()
-            wait_phase(ns, "rollback", lambda s: s.get("phase") == "Degraded")
+        rb, rb_from_request = md_abort_latencies(ns, "rollback", args.rollbacks)
     finally:
         op.terminate()
         op.wait(timeout=30)

@@ -4,7 +4,8 @@
 #   hack/build-testbed.sh [--help] [component...]
 #
 # Components: etcd kubernetes kwok helm kube-score toxiproxy gateway-api istio (default: these),
-# and for the real node (hack/local-up.sh --real-node): node (kubelet, kube-proxy, crictl) and traefik.
+# and for the real node (hack/local-up.sh --real-node): node (kubelet, kube-proxy, crictl) and traefik,
+# and for bench/peers.py: peers (= argo-rollouts flagger kserve, each with its CRDs).
 # Versions come from hack/versions.env. Each component is built in its own throwaway wrapper
 # module into a temporary directory and moved into the cache only when every binary of it built
 # and printed its version, so a failed or interrupted build never leaves a half-written binary
@@ -12,7 +13,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
@@ -36,7 +37,7 @@ run_step() {
 finish() {
   local component="$1" stage="$2" dest="$3" b
   for b in "$stage"/*; do
-    [[ -x "$b" ]] || continue
+    [[ -f "$b" && -x "$b" ]] || continue
     local v
     case "$(basename "$b")" in
       kubectl) v="$("$b" version --client 2>&1 | sed -n 1p)" ;;
@@ -202,6 +203,57 @@ build_toxiproxy() {
   finish toxiproxy "$stage" "$dest"; log "toxiproxy: done in $((SECONDS - t))s"
 }
 
+# build_from_module COMPONENT MODULE VERSION DEST PKG:BIN... : build a module's own commands with
+# its own go.mod, go.sum and replace directives (a copy of its source out of the module cache; the
+# peers pin forks and staging versions that a wrapper module would drop), and copy its CRDs
+# (CRD_FILES: globs relative to the module root) into DEST/crds. LDFLAGS: the version -X flags.
+build_from_module() {
+  local component="$1" module="$2" version="$3" dest="$4"; shift 4
+  [[ -d "$dest/crds" ]] && { log "$component $version: cached ($dest)"; return; }
+  local t=$SECONDS src="$WORK/$component-src" stage="$WORK/$component-out" logf="$MODELPILOT_CACHE/logs/$component.log" dir
+  : >"$logf"; log "$component $version: building (log: $logf)"
+  dir="$(cd "$WORK" && GOFLAGS= go mod download -json "$module@$version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
+    || die "$component: cannot download $module@$version from the Go module proxy"
+  cp -r "$dir" "$src" && chmod -R u+w "$src" && mkdir -p "$stage/crds"
+  local pair sub
+  for pair in "$@"; do
+    (cd "$src" && run_step "$component" "$logf" go build -trimpath -ldflags "-s -w ${LDFLAGS:-}" -o "$stage/${pair#*:}" "./${pair%%:*}")
+  done
+  # shellcheck disable=SC2086 # CRD_FILES are globs
+  for sub in $CRD_FILES; do
+    compgen -G "$src/$sub" >/dev/null || die "$component: $module@$version has no $sub"
+    cp $src/$sub "$stage/crds/"
+  done
+  log "$component: $(ls "$stage/crds" | wc -l) CRD files"
+  finish "$component" "$stage" "$dest"; log "$component: done in $((SECONDS - t))s"
+}
+
+build_argo_rollouts() {
+  CRD_FILES=manifests/crds/*-crd.yaml LDFLAGS="-X github.com/argoproj/argo-rollouts/utils/version.version=${ARGO_ROLLOUTS_VERSION#v}" build_from_module argo-rollouts github.com/argoproj/argo-rollouts \
+    "$ARGO_ROLLOUTS_VERSION" "$(argo_rollouts_bin_dir)" cmd/rollouts-controller:rollouts-controller
+}
+
+build_flagger() {
+  CRD_FILES=artifacts/flagger/crd.yaml build_from_module flagger github.com/fluxcd/flagger \
+    "$FLAGGER_VERSION" "$(flagger_bin_dir)" cmd/flagger:flagger
+}
+
+# KServe also needs, from the same module: its config map (bench/peers.py sets RawDeployment), its
+# webhook configurations (pointed at the manager on loopback, with the test bed's CA) and the Triton
+# runtime.
+build_kserve() {
+  CRD_FILES=config/crd/full/serving.kserve.io_*.yaml build_from_module kserve github.com/kserve/kserve \
+    "$KSERVE_VERSION" "$(kserve_bin_dir)" cmd/manager:kserve-manager
+  local dest dir f; dest="$(kserve_bin_dir)/config"
+  [[ -d "$dest" ]] && return
+  dir="$(cd "$WORK" && GOFLAGS= go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  mkdir -p "$dest.tmp"
+  for f in configmap/inferenceservice.yaml webhook/manifests.yaml runtimes/kserve-tritonserver.yaml; do
+    cp "$dir/config/$f" "$dest.tmp/" || die "kserve: $KSERVE_VERSION has no config/$f"
+  done
+  chmod u+w "$dest.tmp"/* && mv "$dest.tmp" "$dest"
+}
+
 # fetch_crds COMPONENT MODULE@VERSION SUBDIR DEST: copy YAML out of a Go module.
 fetch_crds() {
   local component="$1" modver="$2" sub="$3" dest="$4"
@@ -224,6 +276,10 @@ for c in "${components[@]}"; do
     helm) build_helm ;;
     node) build_node ;;
     traefik) build_traefik ;;
+    argo-rollouts) build_argo_rollouts ;;
+    flagger) build_flagger ;;
+    kserve) build_kserve ;;
+    peers) build_argo_rollouts; build_flagger; build_kserve ;;
     kube-score) build_kube_score ;;
     toxiproxy) build_toxiproxy ;;
     gateway-api) fetch_crds gateway-api "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" config/crd/standard "$(gateway_crd_dir)" ;;

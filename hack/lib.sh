@@ -22,6 +22,10 @@ crictl_bin_dir() { bin_dir crictl "$CRICTL_VERSION"; }
 traefik_bin_dir() { bin_dir traefik "$TRAEFIK_VERSION"; }
 kube_score_bin_dir() { bin_dir kube-score "$KUBE_SCORE_VERSION"; }
 toxiproxy_bin_dir() { bin_dir toxiproxy "$TOXIPROXY_VERSION"; }
+# The peers of bench/peers.py: their binaries and the CRDs of the same module.
+argo_rollouts_bin_dir() { bin_dir argo-rollouts "$ARGO_ROLLOUTS_VERSION"; }
+flagger_bin_dir() { bin_dir flagger "$FLAGGER_VERSION"; }
+kserve_bin_dir() { bin_dir kserve "$KSERVE_VERSION"; }
 gateway_crd_dir() { echo "$MODELPILOT_CACHE/crds/gateway-api-$GATEWAY_API_VERSION"; }
 istio_crd_dir() { echo "$MODELPILOT_CACHE/crds/istio-api-$ISTIO_API_VERSION"; }
 

@@ -86,7 +86,9 @@ gen_client scheduler system:kube-scheduler ""
 gen_client kwok kwok system:masters
 # The operator's identity in the local bed (the Helm chart uses a least-privilege ServiceAccount).
 gen_client operator modelpilot-operator system:masters
-for n in admin controller-manager scheduler kwok operator; do kubeconfig_for "$n"; done
+# The peers of bench/peers.py, each with its own identity so that the audit log tells their writes apart.
+for n in argo-rollouts flagger kserve; do gen_client "$n" "$n" system:masters; done
+for n in admin controller-manager scheduler kwok operator argo-rollouts flagger kserve; do kubeconfig_for "$n"; done
 
 # ---- process management ----
 alive() { # NAME: the recorded pid is running the recorded binary
