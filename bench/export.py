@@ -46,7 +46,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(THREADS)
 
-from modelpilot_exporters import pipeline, spec as mspec  # noqa: E402
+from modelpilot_exporters import pipeline  # noqa: E402
+from modelpilot_exporters import spec as mspec  # noqa: E402
 from modelpilot_exporters.progress import Progress  # noqa: E402
 
 
@@ -205,7 +206,7 @@ def export_side_by_side(model, example, input_spec, pt2, workdir: Path, reps: in
                         "inputs": [input_spec], "targets": [{"format": "onnx"}],
                         "output": {"uri": f"file://{workdir}/side"}})
     dyn = ({0: torch.export.Dim.DYNAMIC},)
-    for i in range(reps):
+    for _ in range(reps):
         t = time.perf_counter()
         prog = torch.onnx.export(model, example, None, dynamo=True, dynamic_shapes=dyn,
                                  input_names=[input_spec["name"]], external_data=False)

@@ -24,14 +24,15 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from reconcile import LOCAL, REPO, audit_write_uris, bench_arguments, create, delete_namespace, kube, metric, namespace, rss_mb, start_operator, METRICS_PORT
+from reconcile import LOCAL, METRICS_PORT, REPO, audit_write_uris, bench_arguments, create, delete_namespace, kube, metric, namespace, rss_mb, start_operator
 
 sys.path.insert(0, str(REPO))
 import kubelet_run  # noqa: E402  (hack/testbed, on the path through reconcile)
 from local_operator import stop_local_up_operator  # noqa: E402
+
 from tests.e2e.test_modelexport import export_body, tiny_onnx  # noqa: E402
 
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "10s"}}, {"setWeight": 60}, {"pause": {"duration": "10s"}}]
@@ -138,7 +139,7 @@ def main() -> int:
     proc = start_operator(args.workers, 300.0, LOCAL / "logs/operator-load.log")
     sampler = Sampler(proc.pid)
     sampler.start()
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     requests0 = metric("modelpilot_kube_requests_total")
     try:
         message = real_export_message(k, ns, tmp / "pvc", tmp / "run")

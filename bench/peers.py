@@ -38,13 +38,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import yaml
 
 import reconcile as rc
 import rollout as ro
+import yaml
 
 REPO, LOCAL, CACHE, VERSIONS, kubectl = ro.REPO, ro.LOCAL, ro.CACHE, ro.VERSIONS, ro.kubectl
 PORT = rc.METRICS_PORT + 10  # the peers' metrics, health and webhook ports: 10 above the operator's
@@ -79,7 +78,7 @@ def fresh_namespace(prefix: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------- controller processes

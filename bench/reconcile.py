@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import kubernetes
@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO / "hack" / "testbed"))
 
 from local_operator import stop_local_up_operator  # noqa: E402
 
-from modelpilot.config import load_config  # noqa: E402
 from modelpilot.clock import now_rfc3339  # noqa: E402
+from modelpilot.config import load_config  # noqa: E402
 from modelpilot.kube import KubeClient  # noqa: E402
 from modelpilot.rollout import Observed, plan_model_deployment  # noqa: E402
 
@@ -150,7 +150,7 @@ def start_operator(workers: int, resync: float, log: Path) -> subprocess.Popen:
 
 def metric(name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name) and not l.startswith("#"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
 
 
 def rss_mb(pid: int, field: str = "VmHWM") -> float:
@@ -200,7 +200,7 @@ def idle_resync_writes(ns: str) -> int:
             break
         requests = now_requests
         time.sleep(3)
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     resyncs = metric("modelpilot_resyncs_total")
     while metric("modelpilot_resyncs_total") < resyncs + 1:
         time.sleep(0.5)

@@ -36,7 +36,7 @@ from local_operator import stop_local_up_operator  # noqa: E402
 
 LOCAL = REPO / ".local"
 CACHE = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "modelpilot"))
-VERSIONS = dict(l.split("=", 1) for l in (REPO / "hack/versions.env").read_text().splitlines() if "=" in l and not l.startswith("#"))
+VERSIONS = dict(line.split("=", 1) for line in (REPO / "hack/versions.env").read_text().splitlines() if "=" in line and not line.startswith("#"))
 KUBECTL = str(CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl")
 GATEWAY = {"router": "gatewayAPI", "gateway": {"parentRefs": [{"name": "gw"}]}}
 
