@@ -4,7 +4,6 @@ replica sizing for routers that split traffic in a proxy, and the rounding of ob
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from ..comparator.objects import comparator_name, compares
 from ..objectmeta import object_meta
 from ..render import build_entry_service, labels, owner_reference
 from .base import Achieved, HeaderMatch, ReplicaPlan, TrafficState
+from .live import find_object, share_percent
 
 # Characters with a meaning in RE2; everything else in a cookie name or value is literal.
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
@@ -139,42 +139,11 @@ def routed_replicas(md: ModelDeployment, state: TrafficState, total: int) -> Rep
     return ReplicaPlan(stable=total, canary=canary)
 
 
-def share_percent(part: int | float, whole: int | float) -> int:
-    """`part` of `whole` as a whole percent, nearer, ties up; never 0 or 100 unless it is."""
-    if whole <= 0 or part <= 0:
-        return 0
-    if part >= whole:
-        return 100
-    pct = int((200 * part + whole) // (2 * whole))
-    return min(max(pct, 1), 99)
-
-
-def find_object(observed: Sequence[Mapping[str, Any]], kind: str, name: str) -> Mapping[str, Any] | None:
-    for obj in observed:
-        if obj.get("kind") == kind and (obj.get("metadata") or {}).get("name") == name:
-            return obj
-    return None
-
-
 def describe(state: TrafficState) -> str:
     parts = [f"stable {state.stable_weight}% / canary {state.canary_weight}%"]
     if state.mirror_percent:
         parts.append(f"mirror {state.mirror_percent}%")
     return ", ".join(parts)
-
-
-_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-
-
-def condition_reason(text: str | None, default: str) -> str:
-    """`text` as a condition reason (metav1.Condition: CamelCase, at most 1024 characters), or
-    `default` when it cannot be one."""
-    return text if text and len(text) <= 1024 and _REASON.match(text) else default
-
-
-def named_rule(rules: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
-    """The rule called `name`, else the last one (the catch-all), else an empty rule."""
-    return next((r for r in rules if r.get("name") == name), rules[-1] if rules else {})
 
 
 class ProxyRouter:

@@ -29,18 +29,8 @@ from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
 from .base import PREVIEW_HEADER, PREVIEW_HEADER_VALUE, RouteHealth, TrafficState
-from .common import (
-    ProxyRouter,
-    check_ab_headers,
-    condition_reason,
-    cookie_regex,
-    find_object,
-    mirror_service_name,
-    named_rule,
-    route_metadata,
-    service_host,
-    service_name,
-)
+from .common import ProxyRouter, check_ab_headers, cookie_regex, mirror_service_name, route_metadata, service_host, service_name
+from .live import condition_reason, find_object, named_rule
 
 API_VERSION = "networking.istio.io/v1"
 ROUTE_AB = "ab-test"

@@ -20,7 +20,8 @@ from ..api.errors import SpecError
 from ..api.modeldeployment import ModelDeployment
 from ..config import RoutePolicy
 from .base import Achieved, ReplicaPlan, RouteHealth, TrafficState
-from .common import entry_service, find_object, preview_service, serving_revision, share_percent
+from .common import entry_service, preview_service, serving_revision
+from .live import find_object, share_percent
 
 _NEEDS_PROXY = {"shadow": "mirrors requests", "abTest": "routes by header or cookie"}
 
