@@ -94,12 +94,7 @@ cmd_start() {
 
 cmd_stop() {
   alive || { rm -f "$PID_FILE"; return 0; }
-  local pid; pid="$(cat "$PID_FILE")"
-  log "stopping Traefik (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
+  stop_pid_file Traefik "$PID_FILE"
 }
 
 case "${1:-}" in

@@ -9,6 +9,15 @@ LOCAL_DIR="${MODELPILOT_LOCAL_DIR:-$REPO_ROOT/.local}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# stop_pid_file WHAT FILE: TERM the process whose pid FILE holds, KILL it after 5 s, remove FILE.
+stop_pid_file() {
+  local pid; pid="$(cat "$2")"
+  log "stopping $1 (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$2"
+}
 
 # Where a component's binaries live once built: keyed by version.
 bin_dir() { echo "$MODELPILOT_CACHE/bin/$1-$2"; }

@@ -110,12 +110,7 @@ cmd_stop() {
     [[ -f "$PID_FILE" ]] && log "pid $(cat "$PID_FILE") is not running prometheus any more; leaving it alone"
     rm -f "$PID_FILE"; return 0
   fi
-  local pid; pid="$(cat "$PID_FILE")"
-  log "stopping prometheus (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
+  stop_pid_file prometheus "$PID_FILE"
 }
 
 case "${1:-}" in
