@@ -85,9 +85,9 @@ def audit_denials(kubectl: Kubectl, user: str, since_line: int = 0) -> list[str]
             continue
         ref = ev.get("objectRef") or {}
         resource = ref.get("resource", "") + (f".{ref['apiGroup']}" if ref.get("apiGroup") else "")
-        if ref.get("subresource"):
-            resource += f"/{ref['subresource']}"
+        # `kubectl auth can-i patch x/status` would ask about an object named "status": a subresource has its own flag.
         scope = ["-n", ref["namespace"]] if ref.get("namespace") else []
+        scope += [f"--subresource={ref['subresource']}"] if ref.get("subresource") else []
         if kubectl("auth", "can-i", ev["verb"], resource, *scope, f"--as={user}", check=False).stdout.strip() != "yes":
             out.append(_refusal(ev))
     return out

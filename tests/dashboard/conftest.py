@@ -18,7 +18,8 @@ import pytest
 
 from ..chart.conftest import other_operators_frozen
 from ..conftest import KUBECTL, LOCAL, REPO
-from ..e2e.conftest import Operator, metric_target, operator_config, operator_kubeconfig, prometheus_url  # noqa: F401
+from ..e2e.conftest import (  # noqa: F401 - fixtures
+    Operator, comparator_metrics_port, metric_target, operator_config, operator_kubeconfig, prometheus_url)
 
 sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from local_operator import stop_local_up_operator  # noqa: E402
