@@ -474,17 +474,24 @@ def compare(args, work: Path) -> dict:
     return out
 
 
+def artifact_table(rows: dict, export_seconds: bool = False) -> list[str]:
+    """One markdown row per artifact: accuracy, size, latency and speedup (and its export time)."""
+    head = "| artifact | accuracy | drop (pts) | size (KiB) | p50 ms b=1 | p50 ms b=32 | speedup b=1 | speedup b=32 |"
+    out = [head + (" export s |" if export_seconds else ""), "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if export_seconds else "")]
+    for k, row in rows.items():
+        line = (f"| {k} | {row['accuracy']:.4f} | {row['accuracyDropPoints']:.2f} | {row['sizeBytes'] / 1024:.1f} | "
+                f"{row['latencyMsB1']:.3f} | {row['latencyMsB32']:.3f} | {row['speedupB1']:.2f}x | {row['speedupB32']:.2f}x |")
+        if export_seconds:
+            line += f" {'' if row['exportSeconds'] is None else format(row['exportSeconds'], '.1f')} |"
+        out.append(line)
+    return out
+
+
 def compare_markdown(results: dict) -> str:
     out = []
     for name, r in results["compare"].items():
         out.append(f"**{name}**\n")
-        out.append("| artifact | accuracy | drop (pts) | size (KiB) | p50 ms b=1 | p50 ms b=32 | speedup b=1 | speedup b=32 | export s |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for k, row in r["rows"].items():
-            ex = "" if row["exportSeconds"] is None else f"{row['exportSeconds']:.1f}"
-            out.append(f"| {k} | {row['accuracy']:.4f} | {row['accuracyDropPoints']:.2f} | {row['sizeBytes'] / 1024:.1f} | "
-                       f"{row['latencyMsB1']:.3f} | {row['latencyMsB32']:.3f} | {row['speedupB1']:.2f}x | "
-                       f"{row['speedupB32']:.2f}x | {ex} |")
+        out += artifact_table(r["rows"], export_seconds=True)
         a = r["modelpilot"]["autotune"]
         out.append("")
         out.append(f"modelpilot autotune chose **{a['chosen']}**; fused: {json.dumps(r['modelpilot']['fusion'].get('fused', {}))}; "
@@ -508,12 +515,7 @@ def markdown(results: dict) -> str:
     out = []
     for name, r in results["models"].items():
         out.append(f"**{name}** ({r['description']})\n")
-        out.append("| artifact | accuracy | drop (pts) | size (KiB) | p50 ms b=1 | p50 ms b=32 | speedup b=1 | speedup b=32 |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for k, row in r["rows"].items():
-            out.append(f"| {k} | {row['accuracy']:.4f} | {row['accuracyDropPoints']:.2f} | "
-                       f"{row['sizeBytes'] / 1024:.1f} | {row['latencyMsB1']:.3f} | {row['latencyMsB32']:.3f} | "
-                       f"{row['speedupB1']:.2f}x | {row['speedupB32']:.2f}x |")
+        out += artifact_table(r["rows"])
         e = r["export"]
         out.append("")
         out.append(f"Export (median of {results['reps']}): bare `torch.onnx.export` {e['bareExportSeconds']:.2f} s; "
