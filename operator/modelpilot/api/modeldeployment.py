@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import constants as c
 from ..hashing import spec_hash
-from .errors import SpecError
+from .errors import SpecError, spec_int
 from .rollout import Autoscaling, RolloutSpec, TrafficSpec, parse_autoscaling, parse_rollout, parse_traffic
 
 RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
@@ -114,16 +114,6 @@ def check_runtime_format(kind: str, fmt: str, field_path: str = "spec.model.form
         raise SpecError(field_path, f"runtime {kind} cannot serve a {fmt} model", hint)
 
 
-def _int(value: Any, field_path: str, default: int, minimum: int | None = None) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(field_path, f"expected an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise SpecError(field_path, f"must be >= {minimum}, got {value}")
-    return value
-
-
 def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -150,13 +140,13 @@ def parse_model_deployment(body: Mapping[str, Any]) -> ModelDeployment:
         generation=int(meta.get("generation") or 0),
         model=model,
         runtime=runtime,
-        replicas=_int(spec.get("replicas"), "spec.replicas", 1, 0),
+        replicas=spec_int(spec.get("replicas"), "spec.replicas", 1, 0),
         autoscaling=parse_autoscaling(spec.get("autoscaling")),
         placement=placement,
         strategy=strategy,
         rollout=parse_rollout(rollout, strategy),
         traffic=parse_traffic(spec.get("traffic") or {}),
-        revision_history_limit=_int(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 10, 0),
+        revision_history_limit=spec_int(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 10, 0),
         serving_spec={"model": spec.get("model") or {}, "runtime": r, "placement": p},
     )
 
@@ -188,11 +178,11 @@ def _parse_runtime(r: Mapping[str, Any]) -> Runtime:
     return Runtime(
         kind=kind,
         image=r.get("image"),
-        max_batch_size=_int(r.get("maxBatchSize"), "spec.runtime.maxBatchSize", 8, 0),
+        max_batch_size=spec_int(r.get("maxBatchSize"), "spec.runtime.maxBatchSize", 8, 0),
         dynamic_batching=bool(db.get("enabled", True)),
         max_queue_delay_us=db.get("maxQueueDelayMicroseconds"),
         preferred_batch_sizes=tuple(db.get("preferredBatchSizes") or ()),
-        instances=_int(r.get("instances"), "spec.runtime.instances", 1, 1),
+        instances=spec_int(r.get("instances"), "spec.runtime.instances", 1, 1),
         args=tuple(r.get("args") or ()),
         env=tuple((e["name"], str(e.get("value", ""))) for e in (r.get("env") or ())),
     )
@@ -200,7 +190,7 @@ def _parse_runtime(r: Mapping[str, Any]) -> Runtime:
 
 def _parse_placement(p: Mapping[str, Any]) -> Placement:
     g = p.get("gpu") or {}
-    gpu = Gpu(count=_int(g.get("count"), "spec.placement.gpu.count", 0, 0), product=g.get("product"), mig_profile=g.get("migProfile"))
+    gpu = Gpu(count=spec_int(g.get("count"), "spec.placement.gpu.count", 0, 0), product=g.get("product"), mig_profile=g.get("migProfile"))
     if gpu.mig_profile and gpu.count != 1:
         raise SpecError("spec.placement.gpu.migProfile", "a process can use one MIG slice", "set spec.placement.gpu.count to 1")
     if gpu.product and gpu.count < 1:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import spec_int
+
 
 @dataclass(frozen=True)
 class ModelExport:
@@ -48,6 +50,7 @@ def parse_model_export(body: Mapping[str, Any]) -> ModelExport:
         output_secret=(output.get("secretRef") or {}).get("name"),
         uris=tuple(uris), output_uri=output.get("uri") or "",
         image=spec.get("image") or None, node_pool=spec.get("nodePool") or None, resources=spec.get("resources") or None,
-        backoff_limit=int(spec.get("backoffLimit", 1)), active_deadline_seconds=int(spec.get("activeDeadlineSeconds", 3600)),
-        ttl_seconds_after_finished=int(spec.get("ttlSecondsAfterFinished", 86400)),
+        backoff_limit=spec_int(spec.get("backoffLimit"), "spec.backoffLimit", 1, 0),
+        active_deadline_seconds=spec_int(spec.get("activeDeadlineSeconds"), "spec.activeDeadlineSeconds", 3600, 1),
+        ttl_seconds_after_finished=spec_int(spec.get("ttlSecondsAfterFinished"), "spec.ttlSecondsAfterFinished", 86400, 0),
     )

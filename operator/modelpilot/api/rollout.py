@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import spec_int, spec_int_or_none
+
 Analysis = Mapping[str, Any]
+BG = "spec.rollout.blueGreen"
 
 
 @dataclass(frozen=True)
@@ -96,24 +99,26 @@ def parse_rollout(r: Mapping[str, Any], strategy: str) -> RolloutSpec:
         strategy=strategy,
         canary_steps=tuple((r.get("canary") or {}).get("steps") or ()),
         blue_green=BlueGreen(auto_promotion_enabled=bool(bg.get("autoPromotionEnabled", True)),
-                             auto_promotion_seconds=bg.get("autoPromotionSeconds") or None,
-                             scale_down_delay_seconds=int(bg.get("scaleDownDelaySeconds", 30)),
-                             preview_replicas=bg.get("previewReplicas") or None,
+                             auto_promotion_seconds=spec_int_or_none(bg.get("autoPromotionSeconds"), f"{BG}.autoPromotionSeconds", 0),
+                             scale_down_delay_seconds=spec_int(bg.get("scaleDownDelaySeconds"), f"{BG}.scaleDownDelaySeconds", 30, 0),
+                             preview_replicas=spec_int_or_none(bg.get("previewReplicas"), f"{BG}.previewReplicas", 0),
                              pre_promotion_analysis=bg.get("prePromotionAnalysis") or None),
-        shadow=Shadow(percent=int(sh.get("percent", 100)), duration=sh.get("duration") or None, compare=bool(sh.get("compare", False)),
-                      max_comparisons_per_second=int(sh.get("maxComparisonsPerSecond") or 20),
+        shadow=Shadow(percent=spec_int(sh.get("percent"), "spec.rollout.shadow.percent", 100, 0),
+                      duration=sh.get("duration") or None, compare=bool(sh.get("compare", False)),
+                      max_comparisons_per_second=spec_int_or_none(sh.get("maxComparisonsPerSecond"), "spec.rollout.shadow.maxComparisonsPerSecond", 0) or 20,
                       comparison_timeout=str(sh.get("comparisonTimeout") or "5s")),
         ab_test=ABTest(headers=tuple(HeaderRule(h["name"], str(h["value"]), h.get("type") or "Exact") for h in match.get("headers") or ()),
                        cookie=(cookie["name"], str(cookie["value"])) if cookie else None,
-                       weight=int(ab.get("weight") or 0), duration=ab.get("duration") or None, analysis=ab.get("analysis") or None),
+                       weight=spec_int(ab.get("weight"), "spec.rollout.abTest.weight", 0, 0),
+                       duration=ab.get("duration") or None, analysis=ab.get("analysis") or None),
         analysis=r.get("analysis") or None,
-        progress_deadline_seconds=int(r.get("progressDeadlineSeconds") or 600),
+        progress_deadline_seconds=spec_int_or_none(r.get("progressDeadlineSeconds"), "spec.rollout.progressDeadlineSeconds", 0) or 600,
     )
 
 
 def parse_traffic(t: Mapping[str, Any]) -> TrafficSpec:
     gateway, istio = t.get("gateway") or {}, t.get("istio") or {}
-    return TrafficSpec(router=str(t.get("router") or "replicas"), port=int(t.get("port", 80)),
+    return TrafficSpec(router=str(t.get("router") or "replicas"), port=spec_int(t.get("port"), "spec.traffic.port", 80, 1),
                        parent_refs=tuple(gateway.get("parentRefs") or ()), hostnames=tuple(gateway.get("hostnames") or ()),
                        istio_gateways=tuple(istio.get("gateways") or ()), istio_hosts=tuple(istio.get("hosts") or ()))
 
@@ -121,9 +126,9 @@ def parse_traffic(t: Mapping[str, Any]) -> TrafficSpec:
 def parse_autoscaling(a: Mapping[str, Any] | None) -> Autoscaling | None:
     if not a:
         return None
-    low = int(a.get("minReplicas", 1))
+    low = spec_int(a.get("minReplicas"), "spec.autoscaling.minReplicas", 1, 0)
     metrics = tuple(ScalingMetric(type=m.get("type", ""), name=m.get("name"),
                                   target_average_utilization=m.get("targetAverageUtilization"),
                                   target_average_value=_opt_str(m.get("targetAverageValue")),
                                   target_value=_opt_str(m.get("targetValue"))) for m in a.get("metrics") or ())
-    return Autoscaling(min_replicas=low, max_replicas=int(a.get("maxReplicas", max(1, low))), metrics=metrics)
+    return Autoscaling(min_replicas=low, max_replicas=spec_int(a.get("maxReplicas"), "spec.autoscaling.maxReplicas", max(1, low), 1), metrics=metrics)
