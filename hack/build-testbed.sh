@@ -55,15 +55,27 @@ wrapper_module() { # DIR NAME: a fresh go.mod for a wrapper module
   mkdir -p "$1" && (cd "$1" && printf 'module modelpilot.local/testbed/%s\n\ngo 1.26\n' "$2" > go.mod)
 }
 
+# module_dir COMPONENT MODULE@VERSION: the module's source directory in the Go module cache.
+module_dir() {
+  (cd "$WORK" && GOFLAGS= go mod download -json "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') \
+    || die "$1: cannot download $2 from the Go module proxy"
+}
+
+# go_install COMPONENT VERSION DEST BIN MODULE PKG [LDFLAGS]: `go get MODULE@VERSION` in a wrapper
+# module and build PKG into DEST/BIN, unless DEST/BIN is cached.
+go_install() {
+  local component="$1" version="$2" dest="$3" bin="$4" module="$5" pkg="$6" ldflags="${7:-}"
+  [[ -x "$dest/$bin" ]] && { log "$component $version: cached ($dest)"; return; }
+  local t=$SECONDS mod="$WORK/$component" stage="$WORK/$component-out" logf="$MODELPILOT_CACHE/logs/$component.log"
+  : >"$logf"; log "$component $version: building (log: $logf)"
+  wrapper_module "$mod" "$component"; mkdir -p "$stage"
+  (cd "$mod" && run_step "$component" "$logf" go get "$module@$version" \
+    && run_step "$component" "$logf" go build -trimpath -ldflags "-s -w $ldflags" -o "$stage/$bin" "$pkg")
+  finish "$component" "$stage" "$dest"; log "$component: done in $((SECONDS - t))s"
+}
+
 build_etcd() {
-  local dest; dest="$(etcd_bin_dir)"
-  [[ -x "$dest/etcd" ]] && { log "etcd $ETCD_VERSION: cached ($dest)"; return; }
-  local t=$SECONDS mod="$WORK/etcd" stage="$WORK/etcd-out" logf="$MODELPILOT_CACHE/logs/etcd.log"
-  : >"$logf"; log "etcd $ETCD_VERSION: building (log: $logf)"
-  wrapper_module "$mod" etcd; mkdir -p "$stage"
-  (cd "$mod" && run_step etcd "$logf" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
-    && run_step etcd "$logf" go build -trimpath -o "$stage/etcd" go.etcd.io/etcd/server/v3)
-  finish etcd "$stage" "$dest"; log "etcd: done in $((SECONDS - t))s"
+  go_install etcd "$ETCD_VERSION" "$(etcd_bin_dir)" etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
 }
 
 # build_k8s COMPONENT VERSION DEST CMD...: build commands of k8s.io/kubernetes at VERSION into DEST.
@@ -106,15 +118,8 @@ build_kubernetes() {
 # (within the skew policy), because 1.35 is the last kubelet that runs on containerd 1.x.
 build_node() {
   build_k8s node "$NODE_KUBERNETES_VERSION" "$(node_bin_dir)" kubelet kube-proxy
-  local dest; dest="$(crictl_bin_dir)"
-  [[ -x "$dest/crictl" ]] && { log "crictl $CRICTL_VERSION: cached ($dest)"; return; }
-  local mod="$WORK/crictl" stage="$WORK/crictl-out" logf="$MODELPILOT_CACHE/logs/crictl.log"
-  : >"$logf"; log "crictl $CRICTL_VERSION: building (log: $logf)"
-  wrapper_module "$mod" crictl; mkdir -p "$stage"
-  (cd "$mod" && run_step crictl "$logf" go get "sigs.k8s.io/cri-tools@$CRICTL_VERSION" \
-    && run_step crictl "$logf" go build -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
-       -o "$stage/crictl" sigs.k8s.io/cri-tools/cmd/crictl)
-  finish crictl "$stage" "$dest"
+  go_install crictl "$CRICTL_VERSION" "$(crictl_bin_dir)" crictl sigs.k8s.io/cri-tools sigs.k8s.io/cri-tools/cmd/crictl \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
 }
 
 # Traefik v3: the Gateway API implementation of the real-node test bed (HTTPRoute weights and
@@ -126,8 +131,7 @@ build_traefik() {
   : >"$logf"; log "traefik $TRAEFIK_VERSION: building (log: $logf)"
   wrapper_module "$mod" traefik; mkdir -p "$stage"
   local v=github.com/traefik/traefik/v3 tdir
-  tdir="$(cd "$mod" && go mod download -json "$v@$TRAEFIK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
-    || die "traefik: cannot download $v@$TRAEFIK_VERSION from the Go module proxy"
+  tdir="$(module_dir traefik "$v@$TRAEFIK_VERSION")"
   # Traefik's own replace directives (its forks, and a local submodule) apply only to its main
   # module: carry them over, the local one pointed into the module cache.
   python3 - "$tdir" >>"$mod/go.mod" <<'PY'
@@ -150,14 +154,8 @@ PY
 }
 
 build_kwok() {
-  local dest; dest="$(kwok_bin_dir)"
-  [[ -x "$dest/kwok" ]] && { log "kwok $KWOK_VERSION: cached ($dest)"; return; }
-  local t=$SECONDS mod="$WORK/kwok" stage="$WORK/kwok-out" logf="$MODELPILOT_CACHE/logs/kwok.log"
-  : >"$logf"; log "kwok $KWOK_VERSION: building (log: $logf)"
-  wrapper_module "$mod" kwok; mkdir -p "$stage"
-  (cd "$mod" && run_step kwok "$logf" go get "sigs.k8s.io/kwok@$KWOK_VERSION" \
-    && run_step kwok "$logf" go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" -o "$stage/kwok" sigs.k8s.io/kwok/cmd/kwok)
-  finish kwok "$stage" "$dest"; log "kwok: done in $((SECONDS - t))s"
+  go_install kwok "$KWOK_VERSION" "$(kwok_bin_dir)" kwok sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 }
 
 build_helm() {
@@ -182,25 +180,13 @@ build_helm() {
 
 # kube-score lints the rendered samples and the chart (tests/chart/test_kube_score.py).
 build_kube_score() {
-  local dest; dest="$(kube_score_bin_dir)"
-  [[ -x "$dest/kube-score" ]] && { log "kube-score $KUBE_SCORE_VERSION: cached ($dest)"; return; }
-  local t=$SECONDS mod="$WORK/kube-score" stage="$WORK/kube-score-out" logf="$MODELPILOT_CACHE/logs/kube-score.log"
-  : >"$logf"; log "kube-score $KUBE_SCORE_VERSION: building (log: $logf)"
-  wrapper_module "$mod" kube-score; mkdir -p "$stage"
-  (cd "$mod" && run_step kube-score "$logf" go get "github.com/zegl/kube-score@$KUBE_SCORE_VERSION" \
-    && run_step kube-score "$logf" go build -trimpath -ldflags "-s -w -X main.version=$KUBE_SCORE_VERSION" -o "$stage/kube-score" github.com/zegl/kube-score/cmd/kube-score)
-  finish kube-score "$stage" "$dest"; log "kube-score: done in $((SECONDS - t))s"
+  go_install kube-score "$KUBE_SCORE_VERSION" "$(kube_score_bin_dir)" kube-score github.com/zegl/kube-score \
+    github.com/zegl/kube-score/cmd/kube-score "-X main.version=$KUBE_SCORE_VERSION"
 }
 
 build_toxiproxy() {
-  local dest; dest="$(toxiproxy_bin_dir)"
-  [[ -x "$dest/toxiproxy-server" ]] && { log "toxiproxy $TOXIPROXY_VERSION: cached ($dest)"; return; }
-  local t=$SECONDS mod="$WORK/toxiproxy" stage="$WORK/toxiproxy-out" logf="$MODELPILOT_CACHE/logs/toxiproxy.log"
-  : >"$logf"; log "toxiproxy $TOXIPROXY_VERSION: building (log: $logf)"
-  wrapper_module "$mod" toxiproxy; mkdir -p "$stage"
-  (cd "$mod" && run_step toxiproxy "$logf" go get "github.com/Shopify/toxiproxy/v2@$TOXIPROXY_VERSION" \
-    && run_step toxiproxy "$logf" go build -trimpath -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" -o "$stage/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server)
-  finish toxiproxy "$stage" "$dest"; log "toxiproxy: done in $((SECONDS - t))s"
+  go_install toxiproxy "$TOXIPROXY_VERSION" "$(toxiproxy_bin_dir)" toxiproxy-server github.com/Shopify/toxiproxy/v2 \
+    github.com/Shopify/toxiproxy/v2/cmd/server "-X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION"
 }
 
 # build_from_module COMPONENT MODULE VERSION DEST PKG:BIN... : build a module's own commands with
@@ -212,8 +198,7 @@ build_from_module() {
   [[ -d "$dest/crds" ]] && { log "$component $version: cached ($dest)"; return; }
   local t=$SECONDS src="$WORK/$component-src" stage="$WORK/$component-out" logf="$MODELPILOT_CACHE/logs/$component.log" dir
   : >"$logf"; log "$component $version: building (log: $logf)"
-  dir="$(cd "$WORK" && GOFLAGS= go mod download -json "$module@$version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
-    || die "$component: cannot download $module@$version from the Go module proxy"
+  dir="$(module_dir "$component" "$module@$version")"
   cp -r "$dir" "$src" && chmod -R u+w "$src" && mkdir -p "$stage/crds"
   local pair sub
   for pair in "$@"; do
@@ -246,7 +231,7 @@ build_kserve() {
     "$KSERVE_VERSION" "$(kserve_bin_dir)" cmd/manager:kserve-manager
   local dest dir f; dest="$(kserve_bin_dir)/config"
   [[ -d "$dest" ]] && return
-  dir="$(cd "$WORK" && GOFLAGS= go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  dir="$(module_dir kserve "github.com/kserve/kserve@$KSERVE_VERSION")"
   mkdir -p "$dest.tmp"
   for f in configmap/inferenceservice.yaml webhook/manifests.yaml runtimes/kserve-tritonserver.yaml; do
     cp "$dir/config/$f" "$dest.tmp/" || die "kserve: $KSERVE_VERSION has no config/$f"
@@ -259,8 +244,7 @@ fetch_crds() {
   local component="$1" modver="$2" sub="$3" dest="$4"
   [[ -d "$dest" ]] && { log "$component CRDs: cached ($dest)"; return; }
   local dir
-  dir="$(cd "$WORK" && GOFLAGS= go mod download -json "$modver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
-    || die "$component: cannot download $modver from the Go module proxy"
+  dir="$(module_dir "$component" "$modver")"
   [[ -d "$dir/$sub" ]] || die "$component: $modver has no $sub"
   mkdir -p "$dest.tmp" && cp "$dir/$sub"/*.yaml "$dest.tmp/" && chmod u+w "$dest.tmp"/* && mv "$dest.tmp" "$dest"
   log "$component CRDs: $(ls "$dest" | wc -l) files from $modver"
