@@ -62,15 +62,19 @@ module_dir() {
 }
 
 # go_install COMPONENT VERSION DEST BIN MODULE PKG [LDFLAGS]: `go get MODULE@VERSION` in a wrapper
-# module and build PKG into DEST/BIN, unless DEST/BIN is cached.
+# module and build PKG into DEST/BIN, unless DEST/BIN is cached. Hooks, named in the environment:
+# PREPARE (called with the wrapper module's directory before `go get`) and EXTRA_LDFLAGS (called with
+# it after `go get`; prints more -X flags).
 go_install() {
   local component="$1" version="$2" dest="$3" bin="$4" module="$5" pkg="$6" ldflags="${7:-}"
   [[ -x "$dest/$bin" ]] && { log "$component $version: cached ($dest)"; return; }
   local t=$SECONDS mod="$WORK/$component" stage="$WORK/$component-out" logf="$MODELPILOT_CACHE/logs/$component.log"
   : >"$logf"; log "$component $version: building (log: $logf)"
   wrapper_module "$mod" "$component"; mkdir -p "$stage"
-  (cd "$mod" && run_step "$component" "$logf" go get "$module@$version" \
-    && run_step "$component" "$logf" go build -trimpath -ldflags "-s -w $ldflags" -o "$stage/$bin" "$pkg")
+  [[ -z "${PREPARE:-}" ]] || "$PREPARE" "$mod"
+  (cd "$mod" && run_step "$component" "$logf" go get "$module@$version")
+  [[ -z "${EXTRA_LDFLAGS:-}" ]] || ldflags+=" $("$EXTRA_LDFLAGS" "$mod")" || die "$component: cannot compute its ldflags"
+  (cd "$mod" && run_step "$component" "$logf" go build -trimpath -ldflags "-s -w $ldflags" -o "$stage/$bin" "$pkg")
   finish "$component" "$stage" "$dest"; log "$component: done in $((SECONDS - t))s"
 }
 
@@ -125,16 +129,16 @@ build_node() {
 # Traefik v3: the Gateway API implementation of the real-node test bed (HTTPRoute weights and
 # RequestMirror), one Go binary run on the host.
 build_traefik() {
-  local dest; dest="$(traefik_bin_dir)"
-  [[ -x "$dest/traefik" ]] && { log "traefik $TRAEFIK_VERSION: cached ($dest)"; return; }
-  local t=$SECONDS mod="$WORK/traefik" stage="$WORK/traefik-out" logf="$MODELPILOT_CACHE/logs/traefik.log"
-  : >"$logf"; log "traefik $TRAEFIK_VERSION: building (log: $logf)"
-  wrapper_module "$mod" traefik; mkdir -p "$stage"
-  local v=github.com/traefik/traefik/v3 tdir
-  tdir="$(module_dir traefik "$v@$TRAEFIK_VERSION")"
-  # Traefik's own replace directives (its forks, and a local submodule) apply only to its main
-  # module: carry them over, the local one pointed into the module cache.
-  python3 - "$tdir" >>"$mod/go.mod" <<'PY'
+  local v=github.com/traefik/traefik/v3
+  PREPARE=traefik_replaces go_install traefik "$TRAEFIK_VERSION" "$(traefik_bin_dir)" traefik "$v" "$v/cmd/traefik" \
+    "-X $v/pkg/version.Version=$TRAEFIK_VERSION"
+}
+
+# Traefik's own replace directives (its forks, and a local submodule) apply only to its main module:
+# carry them over into the wrapper module DIR, the local one pointed into the module cache.
+traefik_replaces() {
+  local tdir; tdir="$(module_dir traefik "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")"
+  python3 - "$tdir" >>"$1/go.mod" <<'PY'
 import re, sys
 tdir = sys.argv[1]
 text = open(f"{tdir}/go.mod").read()
@@ -147,10 +151,6 @@ for line in lines:
         new = f"{tdir}/{new[2:]}"
     print(f"replace {old} => {new}")
 PY
-  (cd "$mod" && run_step traefik "$logf" go get "$v@$TRAEFIK_VERSION" \
-    && run_step traefik "$logf" go build -trimpath -ldflags "-s -w -X $v/pkg/version.Version=$TRAEFIK_VERSION" \
-       -o "$stage/traefik" "$v/cmd/traefik")
-  finish traefik "$stage" "$dest"; log "traefik: done in $((SECONDS - t))s"
 }
 
 build_kwok() {
@@ -159,23 +159,21 @@ build_kwok() {
 }
 
 build_helm() {
-  local dest; dest="$(helm_bin_dir)"
-  [[ -x "$dest/helm" ]] && { log "helm $HELM_VERSION: cached ($dest)"; return; }
-  local t=$SECONDS mod="$WORK/helm" stage="$WORK/helm-out" logf="$MODELPILOT_CACHE/logs/helm.log"
-  : >"$logf"; log "helm $HELM_VERSION: building (log: $logf)"
-  wrapper_module "$mod" helm; mkdir -p "$stage"
-  (cd "$mod" && run_step helm "$logf" go get "helm.sh/helm/v3@$HELM_VERSION")
-  # As helm's Makefile does: the Kubernetes version that `helm template` and `helm lint` assume
-  # (Capabilities.KubeVersion) comes from the client-go it is built with. Without these ldflags it
-  # is 1.20, and every chart with a kubeVersion >= 1.21 fails unless --kube-version is given.
+  local v=helm.sh/helm/v3
+  EXTRA_LDFLAGS=helm_kube_version go_install helm "$HELM_VERSION" "$(helm_bin_dir)" helm "$v" "$v/cmd/helm" \
+    "-X $v/internal/version.version=$HELM_VERSION -X $v/internal/version.gitTreeState=clean"
+}
+
+# As helm's Makefile does: the Kubernetes version that `helm template` and `helm lint` assume
+# (Capabilities.KubeVersion) comes from the client-go it is built with (in the wrapper module DIR).
+# Without these ldflags it is 1.20, and every chart with a kubeVersion >= 1.21 fails unless
+# --kube-version is given.
+helm_kube_version() {
   local kminor v=helm.sh/helm/v3
-  kminor="$(cd "$mod" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)"
-  [[ "$kminor" =~ ^[0-9]+$ ]] || die "helm: cannot tell the client-go minor version of $HELM_VERSION"
-  (cd "$mod" && run_step helm "$logf" go build -trimpath -ldflags "-s -w -X $v/internal/version.version=$HELM_VERSION \
-      -X $v/internal/version.gitTreeState=clean -X $v/pkg/chartutil.k8sVersionMajor=1 \
-      -X $v/pkg/chartutil.k8sVersionMinor=$kminor -X $v/pkg/lint/rules.k8sVersionMajor=1 \
-      -X $v/pkg/lint/rules.k8sVersionMinor=$kminor" -o "$stage/helm" $v/cmd/helm)
-  finish helm "$stage" "$dest"; log "helm: done in $((SECONDS - t))s"
+  kminor="$(cd "$1" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)"
+  [[ "$kminor" =~ ^[0-9]+$ ]] || { log "helm: cannot tell the client-go minor version of $HELM_VERSION"; return 1; }
+  echo "-X $v/pkg/chartutil.k8sVersionMajor=1 -X $v/pkg/chartutil.k8sVersionMinor=$kminor" \
+       "-X $v/pkg/lint/rules.k8sVersionMajor=1 -X $v/pkg/lint/rules.k8sVersionMinor=$kminor"
 }
 
 # kube-score lints the rendered samples and the chart (tests/chart/test_kube_score.py).
