@@ -84,13 +84,19 @@ def audit_denials(kubectl: Kubectl, user: str, since_line: int = 0) -> list[str]
         if (ev.get("annotations") or {}).get("authorization.k8s.io/decision") == "allow":
             continue
         ref = ev.get("objectRef") or {}
-        resource = ref.get("resource", "") + (f".{ref['apiGroup']}" if ref.get("apiGroup") else "")
-        # `kubectl auth can-i patch x/status` would ask about an object named "status": a subresource has its own flag.
-        scope = ["-n", ref["namespace"]] if ref.get("namespace") else []
-        scope += [f"--subresource={ref['subresource']}"] if ref.get("subresource") else []
-        if kubectl("auth", "can-i", ev["verb"], resource, *scope, f"--as={user}", check=False).stdout.strip() != "yes":
+        if not can_i(kubectl, user, ev["verb"], ref.get("resource", ""), ref.get("apiGroup", ""),
+                     ref.get("namespace", ""), ref.get("subresource", "")):
             out.append(_refusal(ev))
     return out
+
+
+def can_i(kubectl: Kubectl, user: str, verb: str, resource: str, group: str, namespace: str, subresource: str = "") -> bool:
+    """`kubectl auth can-i` for `user`. `kubectl auth can-i patch x/status` would ask about an object
+    named "status": a subresource goes in its own flag."""
+    what = f"{resource}.{group}" if group else resource
+    scope = ["-n", namespace] if namespace else []
+    scope += [f"--subresource={subresource}"] if subresource else []
+    return kubectl("auth", "can-i", verb, what, *scope, f"--as={user}", check=False).stdout.strip() == "yes"
 
 
 def policy_denials(user: str, since_line: int = 0) -> list[str]:
@@ -117,9 +123,8 @@ def forbidden_in_log(kubectl: Kubectl, text: str, user: str) -> list[str]:
         m = _REFUSAL.search(line)
         if m:
             verb, resource, group, namespace = m.groups()
-            scope = ["-n", namespace] if namespace else []
-            what = f"{resource}.{group}" if group else resource
-            if kubectl("auth", "can-i", verb, what, *scope, f"--as={user}", check=False).stdout.strip() == "yes":
+            resource, _, subresource = resource.partition("/")
+            if can_i(kubectl, user, verb, resource, group, namespace or "", subresource):
                 continue
         out.append(line)
     return out

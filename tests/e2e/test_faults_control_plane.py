@@ -218,8 +218,9 @@ def _has_memory(root: Path, limit: str) -> bool:
 
 
 def oom_kill(op: Operator, kubectl: Kubectl, ns: str, cgroup: MemoryCgroup | None) -> str:
-    """OOM-kill the operator: a limit just above its usage, then its cache grows (ConfigMaps of
-    ~900 KiB that it watches) until the kernel kills it. Without a memory cgroup: SIGKILL."""
+    """OOM-kill the operator: a limit just above its usage, then its cache grows until the kernel
+    kills it. The cache keeps only a ConfigMap's metadata (cache.slim), so the ballast is a 240 KiB
+    annotation (the API's limit is 256 KiB) on ConfigMaps it watches. Without a memory cgroup: SIGKILL."""
     assert op.proc is not None
     if cgroup is None:
         op.proc.send_signal(signal.SIGKILL)
@@ -227,18 +228,19 @@ def oom_kill(op: Operator, kubectl: Kubectl, ns: str, cgroup: MemoryCgroup | Non
         return "SIGKILL (no writable memory cgroup here)"
     limit = cgroup.usage() + 8 * 2**20
     cgroup.limit(limit)
-    ballast = "x" * (900 * 1024)
-    for i in range(60):
+    ballast = {"modelpilot.io/e2e-ballast": "x" * (240 * 1024)}
+    for i in range(150):
         if op.proc.poll() is not None:
             break
         kubectl("-n", ns, "create", "-f", "-", timeout=30, input=json.dumps({
-            "apiVersion": "v1", "kind": "ConfigMap", "data": {"b": ballast},
-            "metadata": {"name": f"ballast-{i}", "labels": {"app.kubernetes.io/managed-by": "modelpilot", "e2e": "ballast"}}}))
-        time.sleep(0.3)
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": f"ballast-{i}", "annotations": ballast,
+                "labels": {"app.kubernetes.io/managed-by": "modelpilot", "e2e": "ballast"}}}))
+        time.sleep(0.2)
     op.proc.wait(timeout=30)
     assert op.proc.returncode == -signal.SIGKILL and cgroup.oom_kills() >= 1, (op.proc.returncode, cgroup.oom_kills())
     kubectl("-n", ns, "delete", "configmap", "-l", "e2e=ballast", "--wait=false")
-    return f"OOM-killed by the kernel at its {limit // 2**20} MiB limit after {i} ConfigMaps of 900 KiB"
+    return f"OOM-killed by the kernel at its {limit // 2**20} MiB limit after {i} ConfigMaps of 240 KiB"
 
 
 def test_operator_oom_killed_mid_export_completes_it_exactly_once(kubectl: Kubectl, namespace: str, no_other_operator: None,
