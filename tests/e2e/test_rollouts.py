@@ -13,7 +13,7 @@ import time
 import pytest
 
 from ..conftest import LOCAL, REPO, Kubectl
-from .conftest import MetricTarget, Operator, wait_for
+from .conftest import MetricTarget, Operator, operator_writes_by_agent, utcnow, wait_for
 from .rollout_helpers import (GATEWAY, RouteWatch, apply, model_deployment, new_version, plugin, route_weights,
                               wait_status)
 
@@ -49,6 +49,29 @@ def test_canary_runs_to_promotion(kubectl: Kubectl, kubeconfig: str, namespace: 
     assert [(r["revision"], r["outcome"]) for r in st["revisions"]] == [(1, "Superseded"), (2, "Stable")]
     out = plugin(kubeconfig, "status", "canary", "-n", namespace).stdout
     assert "revision 2" in out and "Stable" in out
+
+
+def test_back_to_back_weights_chain_in_one_reconcile(kubectl: Kubectl, kubeconfig: str, namespace: str, operator: Operator) -> None:
+    """setWeight after setWeight: each weight's gate is met by the operator's own route write, so the
+    steps complete one after another in the same reconcile (handlers/modeldeployment.chain_steps).
+    Every weight is still persisted, in order, once; each step completes once; status is written
+    fewer times than there are steps."""
+    weights = [5, 10, 15, 20, 25, 30, 35, 40]
+    body = model_deployment("chain", {"strategy": "canary", "canary": {"steps": [{"setWeight": w} for w in weights] + [{"pause": {}}]}})
+    apply(kubectl, namespace, body)
+    wait_status(kubectl, namespace, "chain", lambda s: s.get("phase") == "Ready", what="revision 1 Ready")
+    watch = RouteWatch(kubeconfig, namespace, "chain", "chain-r2")
+    since = utcnow()
+    new_version(kubectl, namespace, body, 2)
+    st = wait_status(kubectl, namespace, "chain", lambda s: s.get("phase") == "Paused", what="the pause after the last weight")
+    assert st["currentStep"] == len(weights) and st["weights"]["canary"] == weights[-1]
+    time.sleep(1)
+    seen = watch.stop()
+    assert seen == [0, *weights], f"weights applied: {seen}"
+    completed = [e["message"] for e in events(kubectl, namespace, "chain") if e["reason"] == "StepCompleted"]
+    assert len(completed) == len(weights) == len(set(completed)), completed
+    status_writes = [w for w in operator_writes_by_agent(since) if w["uri"].split("?")[0].endswith("/modeldeployments/chain/status")]
+    assert 1 <= len(status_writes) < len(weights), [w["ts"] for w in status_writes]
 
 
 def scraped(prometheus_url: str, promql: str) -> None:

@@ -15,10 +15,10 @@ from ..clock import now_rfc3339, to_epoch
 from ..comparator.objects import COMPONENT as COMPARATOR
 from ..config import OperatorConfig
 from ..kube import KubeClient
-from ..rollout import Observed, plan_model_deployment
+from ..rollout import Observed, Plan, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
 from ..traffic.base import ROUTE_COMPONENTS
-from .apply import STALE, apply_and_report
+from .apply import STALE, ApplyError, apply_and_report, apply_children
 
 log = logging.getLogger(__name__)
 KIND = "ModelDeployment"
@@ -32,48 +32,89 @@ def _nodes(kube: KubeClient, store: Store) -> list[dict[str, Any]]:
     return store.all("Node")
 
 
+# Steps whose gate our own writes meet at once (a setWeight after a setWeight) complete in one
+# reconcile, at most this many and for at most this long; then status is written once.
+CHAIN_LIMIT = 32  # the CRD allows 32 steps
+CHAIN_SECONDS = 1.0
+
+
 def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace: str, name: str) -> float | None:
     """Returns seconds after which to look again (None: wait for the next event)."""
     body = store.get(KIND, namespace, name)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
         metrics.forget_model_deployment(namespace, name)
         return None  # gone or going: garbage collection removes the children
+    observed = observe(kube, store, config, body)
+    plan = chain_steps(kube, store, config, body, plan_model_deployment(body, config, observed))
+    updated = apply_and_report(kube, store, KIND, body, plan, observed.now)
+    if updated is STALE:
+        return 1.0
+    _count(namespace, name, body, plan)
+    return plan.requeue_after
 
-    # Observe.
+
+def observe(kube: KubeClient, store: Store, config: OperatorConfig, body: dict[str, Any]) -> Observed:
+    """Everything the planner reads, from the watch cache (and the clock)."""
+    meta = body["metadata"]
+    namespace, name = meta.get("namespace") or "", meta["name"]
     deployments: dict[int, dict[str, Any]] = {}
     for dep in store.owned("Deployment", namespace, name):
         rev = ((dep.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION)
         if rev and rev.isdigit():
             deployments[int(rev)] = dep
-    autoscalers = frozenset(
-        int(rev) for h in store.owned("HorizontalPodAutoscaler", namespace, name)
-        if (rev := ((h.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, "")).isdigit()
-    )
     routes: dict[tuple[str, str], dict[str, Any]] = {}
     for kind in ("Service", "HTTPRoute", "VirtualService"):
         for obj in store.owned(kind, namespace, name):
             if ((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) in ROUTE_COMPONENTS:
                 routes[(kind, obj["metadata"]["name"])] = obj
-    pdbs = frozenset(
-        int(rev) for h in store.owned("PodDisruptionBudget", namespace, name)
-        if (rev := ((h.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, "")).isdigit()
-    )
     export_name = (((body.get("spec") or {}).get("model") or {}).get("exportRef") or {}).get("name")
-    export = store.get("ModelExport", namespace, export_name) if export_name else None
     now = now_rfc3339()
-    observed = Observed(deployments=deployments, nodes=_nodes(kube, store), now=now, autoscalers=autoscalers,
-                        routes=routes, analyze=_analyzer(config, now, namespace), export=export, disruption_budgets=pdbs,
-                        network_policy=bool(store.owned("NetworkPolicy", namespace, name)),
-                        comparator=any(((d.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) == COMPARATOR
-                                       for d in store.owned("Deployment", namespace, name)))
+    return Observed(deployments=deployments, nodes=_nodes(kube, store), now=now, autoscalers=_revisions(store, "HorizontalPodAutoscaler", namespace, name),
+                    routes=routes, analyze=_analyzer(config, now, namespace),
+                    export=store.get("ModelExport", namespace, export_name) if export_name else None,
+                    disruption_budgets=_revisions(store, "PodDisruptionBudget", namespace, name),
+                    network_policy=bool(store.owned("NetworkPolicy", namespace, name)),
+                    comparator=any(((d.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) == COMPARATOR
+                                   for d in store.owned("Deployment", namespace, name)))
 
-    # Plan.
-    plan = plan_model_deployment(body, config, observed)
 
-    # Apply, then report.
-    updated = apply_and_report(kube, store, KIND, body, plan, observed.now)
-    if updated is STALE:
-        return 1.0
+def _revisions(store: Store, kind: str, namespace: str, name: str) -> frozenset[int]:
+    """The revisions that have a `kind` of their own."""
+    return frozenset(int(rev) for h in store.owned(kind, namespace, name)
+                     if (rev := ((h.get("metadata") or {}).get("labels") or {}).get(c.LABEL_REVISION, "")).isdigit())
+
+
+def chain_steps(kube: KubeClient, store: Store, config: OperatorConfig, body: dict[str, Any], plan: Plan) -> Plan:
+    """While a plan completes a step, apply it and plan again on the write-through cache: a step
+    whose gate our own write met (the next setWeight) completes now, not after a status write and
+    the watch's echo. Returns the last plan, unapplied, with every plan's Events; status is written
+    once. A crash in between leaves status at the first step: the next reconcile puts that step's
+    weight back (less canary traffic, the safe side), then chains again."""
+    deadline = time.monotonic() + CHAIN_SECONDS
+    working = body
+    for _ in range(CHAIN_LIMIT):
+        if not _completed_a_step(working, plan) or time.monotonic() > deadline:
+            break
+        try:
+            apply_children(kube, store, body, plan.apply, plan.scale, plan.delete)
+        except ApplyError:
+            break  # apply_and_report applies this plan again and reports the refusal
+        working = {**working, "status": plan.status}
+        following = plan_model_deployment(working, config, observe(kube, store, config, working))
+        following.events[:0] = plan.events
+        plan = following
+    return plan
+
+
+def _completed_a_step(body: dict[str, Any], plan: Plan) -> bool:
+    """The plan moves the same revision's rollout to a later step."""
+    before, after = (body.get("status") or {}).get("rollout") or {}, plan.status.get("rollout") or {}
+    return (before.get("revision") is not None and before.get("revision") == after.get("revision")
+            and int(after.get("step") or 0) > int(before.get("step") or 0) and "aborted" not in after)
+
+
+def _count(namespace: str, name: str, body: dict[str, Any], plan: Plan) -> None:
+    """The rollout metrics of what this reconcile reported."""
     for _, reason, _ in plan.events:
         if reason == "RolloutAborted":
             metrics.ROLLBACKS.labels(reason=((plan.status.get("rollout") or {}).get("aborted") or {}).get("reason", "Unknown")).inc()
@@ -83,7 +124,6 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
     for role in ("stable", "canary", "mirror"):
         metrics.WEIGHT.labels(namespace=namespace, name=name, role=role).set(float(weights.get(role) or 0))
     metrics.STEP.labels(namespace=namespace, name=name).set(float(plan.status.get("currentStep", -1)))
-    return plan.requeue_after
 
 
 def _analyzer(config: OperatorConfig, now: str, namespace: str) -> AnalyzeFn | None:
