@@ -9,10 +9,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 VENV="$("$HACK_DIR/venv.sh" export,test | tail -n1)"
-# The e2e suite runs a second time with the operator authenticated as the Helm chart's
-# ServiceAccount, to prove its RBAC (tests/chart/test_rbac.py). Set MODELPILOT_RBAC_E2E= (empty)
-# to skip that second pass while iterating locally; CI always runs it.
-export MODELPILOT_RBAC_E2E="${MODELPILOT_RBAC_E2E-1}"
 "$HACK_DIR/build-testbed.sh"
 "$HACK_DIR/build-testbed.sh" node traefik   # the real node's kubelet, kube-proxy, crictl and gateway
 cd "$REPO_ROOT"

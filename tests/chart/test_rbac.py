@@ -1,14 +1,6 @@
-"""Least-privilege RBAC, proven: the whole e2e suite with the operator authenticated as the Helm
-chart's ServiceAccount on the RBAC-enforcing apiserver, with no 403 in the audit log and no
-`forbidden` in the operator's log; and JSON logs that never carry a credential.
-
-The full suite doubles the e2e time; hack/test.sh (the README's test command) and CI run it by
-default (MODELPILOT_RBAC_E2E=1). Set it empty to skip the second pass while iterating:
-
-    MODELPILOT_RBAC_E2E=1 hack/test.sh tests/chart/test_rbac.py
-    MODELPILOT_RBAC_E2E=tests/e2e/test_ha.py hack/test.sh tests/chart/test_rbac.py    # a part of it
-
-(test_chart.py runs a short rollout as the ServiceAccount on every run.)
+"""Least-privilege RBAC: JSON logs of a real run as the Helm chart's ServiceAccount never carry a
+credential. (The whole e2e suite runs as that ServiceAccount, with no 403 allowed:
+tests/e2e/conftest.py's `chart_identity`; test_chart.py runs a short rollout as it on every run.)
 """
 
 from __future__ import annotations
@@ -27,17 +19,8 @@ import yaml
 
 from ..conftest import REPO, Kubectl
 from .conftest import Release, forbidden_in_log, sa_kubeconfig
-from .test_chart import run_e2e
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.mark.e2e
-@pytest.mark.skipif(not os.environ.get("MODELPILOT_RBAC_E2E"), reason="the full e2e suite as the chart's ServiceAccount: set MODELPILOT_RBAC_E2E=1")
-def test_whole_e2e_suite_as_the_chart_service_account(release: Release, kubectl: Kubectl, tmp_path: Path,
-                                                      no_other_operator: None) -> None:
-    selection = os.environ["MODELPILOT_RBAC_E2E"]
-    run_e2e(release, kubectl, tmp_path, *(selection.split() if selection != "1" else ["tests/e2e"]), timeout=3600)
 
 
 def test_json_logs_never_hold_credentials(release: Release, kubectl: Kubectl, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The operator under test, run as a real process (the `modelpilot-operator` console script) with
-its own client certificate, so that the apiserver's audit log attributes its writes to it."""
+"""The operator under test, run as a real process (the `modelpilot-operator` console script)
+authenticated as the Helm chart's ServiceAccount (`chart_identity`), so that the whole suite proves
+the chart's RBAC and the apiserver's audit log attributes the operator's writes to it."""
 
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from ..conftest import LOCAL, REPO
+from ..conftest import LOCAL, REPO, Kubectl
 
 sys.path.insert(0, str(REPO / "hack" / "testbed"))
 from local_operator import stop_local_up_operator  # noqa: E402
 
-OPERATOR_USER = "modelpilot-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -114,12 +114,12 @@ def audited_writes(since: datetime) -> list[dict[str, Any]]:
 
 def operator_writes(since: datetime) -> list[dict[str, Any]]:
     """Write requests the apiserver audited from the operator's identity since `since`."""
-    return [w for w in audited_writes(since) if w["user"] == OPERATOR_USER]
+    return operator_writes_by_agent(since)
 
 
 def operator_writes_by_agent(since: datetime) -> list[dict[str, Any]]:
     """The completed writes of any operator replica, by its user agent (`modelpilot-operator/<identity>`):
-    the same whether it runs with its own certificate or as the chart's ServiceAccount (the RBAC pass)."""
+    the same whether it runs with its own certificate or as the chart's ServiceAccount."""
     return [w for w in audited_writes(since) if w["agent"].startswith("modelpilot-operator") and w["stage"] == "ResponseComplete"]
 
 
@@ -200,9 +200,49 @@ def operator_config(prometheus_url: str, directory: Path) -> Path:
 
 
 def operator_kubeconfig() -> str:
-    """The operator's own identity, or MODELPILOT_E2E_OPERATOR_KUBECONFIG: another one, e.g. the Helm
-    chart's ServiceAccount (tests/chart/test_rbac.py), to prove that its RBAC rules are enough."""
+    """The identity every operator of tests/e2e runs as: the Helm chart's ServiceAccount
+    (`chart_identity`), or MODELPILOT_E2E_OPERATOR_KUBECONFIG when a caller chose one."""
     return os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG") or str(LOCAL / "operator.kubeconfig")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chart_identity(kubectl: Kubectl, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Least privilege, proven by the whole suite: the chart installed with `helm install` into a
+    namespace of its own, and every operator of tests/e2e authenticated with a token of its
+    ServiceAccount (its Lease is the only one the chart's Role allows). At the end of the session:
+    no request that the rules refuse in the audit log, none that the chart's operator-scope
+    admission policy refused, and no `forbidden` in the operator's log (tests/chart/conftest.py).
+    A caller that set MODELPILOT_E2E_OPERATOR_KUBECONFIG keeps its own identity and checks."""
+    if os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG"):
+        yield
+        return
+    from ..chart.conftest import CHART, audit_denials, audit_lines, forbidden_in_log, helm, policy_denials, sa_kubeconfig, testbed_values
+    tmp = tmp_path_factory.mktemp("chart-identity")
+    namespace, release = f"e2e-identity-{os.urandom(3).hex()}", f"e2e{os.urandom(3).hex()}"
+    kubectl("create", "namespace", namespace)
+    helm("install", release, str(CHART), "--namespace", namespace, "-f", str(testbed_values(tmp / "values.yaml")),
+         "--wait", "--timeout", "180s", kubeconfig=kubeconfig, timeout=240)
+    account = f"{release}-modelpilot"
+    user = f"system:serviceaccount:{namespace}:{account}"
+    log = LOCAL / "logs" / "operator-e2e.log"
+    log_offset, audit_from = (log.stat().st_size if log.exists() else 0), audit_lines()
+    env = {"MODELPILOT_E2E_OPERATOR_KUBECONFIG": str(sa_kubeconfig(kubectl, namespace, account, tmp / "sa.kubeconfig", hours=8)),
+           "MODELPILOT_E2E_LEASE": f"{namespace}/{account}-leader"}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k in env:
+            os.environ.pop(k, None)
+    try:
+        with log.open() as f:
+            f.seek(log_offset)
+            problems = [*audit_denials(kubectl, user, audit_from), *policy_denials(user, audit_from),
+                        *forbidden_in_log(kubectl, f.read(), user)]
+    finally:
+        helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s", kubeconfig=kubeconfig, check=False, timeout=180)
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    assert problems == [], f"the chart's ServiceAccount was refused what the operator needed: {problems[:5]}"
 
 
 @pytest.fixture(scope="session")

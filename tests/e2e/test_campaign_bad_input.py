@@ -11,8 +11,7 @@ no hot loop (status writes per object per minute, from the apiserver's audit log
 
 Seeds and specs that found bugs are replayed first, from campaign_regressions.yaml.
 
-    MODELPILOT_CAMPAIGN_SPECS=N   how many generated specs (default 1000, about 3 minutes; 200 in the
-                                  RBAC pass)
+    MODELPILOT_CAMPAIGN_SPECS=N   how many generated specs (default 1000, about 3 minutes)
     MODELPILOT_CAMPAIGN_SOAK=1    a longer run: 5000 specs, a random seed (printed; rerun it with
                                   MODELPILOT_CAMPAIGN_SEED)
 """
@@ -41,10 +40,7 @@ from .conftest import Operator, utcnow
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
 SOAK = os.environ.get("MODELPILOT_CAMPAIGN_SOAK") == "1"
-# The second e2e pass (the operator as the chart's ServiceAccount, tests/chart/test_rbac.py) proves
-# the RBAC of the same paths with fewer specs.
-RBAC_PASS = bool(os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG"))
-SPECS = int(os.environ.get("MODELPILOT_CAMPAIGN_SPECS") or (5000 if SOAK else 200 if RBAC_PASS else 1000))
+SPECS = int(os.environ.get("MODELPILOT_CAMPAIGN_SPECS") or (5000 if SOAK else 1000))
 SEED = int(os.environ.get("MODELPILOT_CAMPAIGN_SEED") or (random.randrange(1 << 30) if SOAK else 20261130))
 BATCH = 250  # objects in flight at once: the test bed has two cores
 SETTLE_S = 90.0

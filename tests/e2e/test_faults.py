@@ -219,9 +219,6 @@ if os.environ.get("MODELPILOT_CAMPAIGN_SOAK"):
 
 
 @pytest.mark.parametrize("fault,toxics,expected", PROMETHEUS_FAULTS, ids=[f[0] for f in PROMETHEUS_FAULTS])
-@pytest.mark.skipif(bool(os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG")),
-                    reason="timing-sensitive under the doubled load of the RBAC pass (it timed out there once); "
-                           "it needs no permission the other e2e tests lack, and runs in the main pass")
 def test_prometheus_fault_mid_analysis_resumes_or_aborts_as_the_spec_says(
         kubectl: Kubectl, kubeconfig: str, namespace: str, toxiproxy: Toxiproxy, no_other_operator: None, tmp_path: Path,
         metric_target: Any, prometheus_url: str, fault: str, toxics: list, expected: str) -> None:

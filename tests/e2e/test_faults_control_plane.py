@@ -31,10 +31,7 @@ from .test_faults import toxiproxy  # noqa: F401  (fixture)
 from .test_ha import no_other_operator  # noqa: F401  (fixture)
 from .test_modelexport import complete_pod, export_body, provide_pvc, run_job_like_a_kubelet, tiny_onnx
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    bool(os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG")),
-    reason="these faults hit the processes, not the permissions: the operator makes the same requests as in the other "
-           "e2e tests, which the RBAC pass runs; once, in the main pass, keeps CI within its time")]
+pytestmark = pytest.mark.e2e
 PORTS = PORT_BASE + 40  # test_faults uses PORT_BASE .. PORT_BASE + 31
 ETCD_PORT = int(os.environ.get("MODELPILOT_ETCD_PORT", "12379"))
 

@@ -28,11 +28,7 @@ from .conftest import Operator, wait_for
 from .rollout_helpers import GATEWAY, apply, wait_status
 from .test_rollouts import route, scraped
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    bool(os.environ.get("MODELPILOT_E2E_OPERATOR_KUBECONFIG")),
-    reason="the comparator is a Deployment and a Service, kinds whose RBAC the other e2e tests prove in the RBAC pass; "
-           "once, in the main pass, keeps CI within its time (in one RBAC pass its canary's pods never appeared in 30 s, "
-           "cause not found)")]
+pytestmark = pytest.mark.e2e
 AGREEMENT = ('max(modelpilot_shadow_agreement_ratio{namespace="{{namespace}}",model_deployment="{{name}}",'
              'shadow_revision="{{canaryRevision}}"})')
 
