@@ -41,6 +41,7 @@ COND_VALIDATED: Final = "Validated"  # ModelExport: every artifact met its valid
 REASON_INVALID_SPEC: Final = "InvalidSpec"
 REASON_STRATEGY_UNSUPPORTED: Final = "StrategyNotSupported"
 REASON_UNSCHEDULABLE: Final = "Unschedulable"
+REASON_MIRROR_UNSUPPORTED: Final = "MirrorUnsupported"  # the Gateway's class does not list HTTPRouteRequestMirror
 REASON_SCHEDULABLE: Final = "NodesAvailable"
 REASON_PODS_READY: Final = "PodsReady"
 REASON_PODS_NOT_READY: Final = "PodsNotReady"

@@ -29,6 +29,7 @@ class Kind:
     per_revision: bool = False  # named <md>-r<N>; deleted with the revision when it leaves the history
     router: bool = False  # rendered by a traffic router (traffic/base.ROUTE_KINDS)
     watched: bool = True  # kept in the cache by a watch (Events are only written)
+    carrier: bool = False  # not ours: what our routes attach to (Gateways and their classes), read whole-cluster
     # What the operator sends: server-side apply is a PATCH (and a create when the object is new),
     # scaling a merge PATCH; nothing is ever PUT. The chart's RBAC grants exactly these.
     verbs: tuple[str, ...] = ("get", "list", "watch", "create", "patch", "delete")
@@ -60,6 +61,10 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", owner=OWNER_DEPLOYMENT, keep=("metadata",)),
     Kind("HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", owner=OWNER_DEPLOYMENT, router=True),
     Kind("VirtualService", "networking.istio.io/v1", "virtualservices", owner=OWNER_DEPLOYMENT, router=True),
+    # What an HTTPRoute attaches to: whether its GatewayClass can mirror (status.supportedFeatures).
+    Kind("Gateway", "gateway.networking.k8s.io/v1", "gateways", keep=("metadata", "spec"), carrier=True, verbs=_READ),
+    Kind("GatewayClass", "gateway.networking.k8s.io/v1", "gatewayclasses", namespaced=False, keep=("metadata", "status"),
+         carrier=True, verbs=_READ),
     Kind("Job", "batch/v1", "jobs", owner=OWNER_EXPORT, keep=("metadata", "status")),
     Kind("Pod", "v1", "pods", owner=OWNER_EXPORT, keep=("metadata", "status"), verbs=_READ),
     Kind("Node", "v1", "nodes", namespaced=False, keep=("metadata", "spec", "status"), verbs=_READ),
@@ -71,8 +76,9 @@ BY_KIND: Final = {k.kind: k for k in KINDS}
 
 CHILD_KINDS: Final = tuple(k for k in KINDS if k.owner)
 CUSTOM_KINDS: Final = (OWNER_DEPLOYMENT, OWNER_EXPORT)
-# Listed at start-up and kept current by watches: our CRDs and every child kind.
-SYNCED_KINDS: Final = tuple(k.kind for k in KINDS if k.watched and (k.owner or k.kind in CUSTOM_KINDS))
+CARRIER_KINDS: Final = tuple(k for k in KINDS if k.carrier)
+# Listed at start-up and kept current by watches: our CRDs, every child kind and the carriers.
+SYNCED_KINDS: Final = tuple(k.kind for k in KINDS if k.watched and (k.owner or k.carrier or k.kind in CUSTOM_KINDS))
 PER_REVISION_KINDS: Final = tuple(k.kind for k in KINDS if k.per_revision)
 ROUTER_KINDS: Final = tuple(k for k in KINDS if k.router)
 

@@ -220,6 +220,30 @@ def test_traefik_answers_500_to_a_route_with_request_mirror(served, gateway: Gat
         kubectl("-n", ns, "delete", "httproute", "evidence-plain", "evidence-mirrored", check=False)
 
 
+def test_a_shadow_through_traefik_is_held_and_clients_keep_their_answers(served, incluster: InCluster, kubectl: Kubectl) -> None:
+    """The operator reads the Gateway's class before it writes a RequestMirror filter: Traefik does
+    not list HTTPRouteRequestMirror, so the shadow rollout is held with Ready=False
+    MirrorUnsupported, the route never carries the filter, and clients never see the 500s above."""
+    client, _ = served
+    ns = incluster.namespace
+    before = status(kubectl, ns)
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment("v2", {"strategy": "shadow", "shadow": {"percent": 50}})))
+    try:
+        ready = wait_for("Ready=False MirrorUnsupported", lambda: next(
+            (c for c in status(kubectl, ns).get("conditions", []) if c["type"] == "Ready" and c["reason"] == "MirrorUnsupported"), None),
+            timeout=60)
+        print(f"shadow through Traefik: {ready['message']}")
+        assert "HTTPRouteRequestMirror" in ready["message"] and "spec.traffic.router" in ready["message"], ready
+        route = get(kubectl, "-n", ns, "get", "httproute", "lin")
+        assert not [f for rule in route["spec"]["rules"] for f in rule.get("filters", []) if f["type"] == "RequestMirror"], route["spec"]
+        answers = client.many(50)
+        assert answers == Counter({"v1": 50}), answers
+        assert status(kubectl, ns).get("stableRevision") == before.get("stableRevision")
+    finally:
+        kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deployment("v1")))
+        wait_for("back to Ready on v1", lambda: status(kubectl, ns).get("phase") == "Ready", timeout=120, interval=1)
+
+
 def test_canary_share_promote_and_abort_through_the_gateway(served, incluster: InCluster, kubectl: Kubectl,
                                                             record_property) -> None:
     client, _ = served

@@ -37,6 +37,7 @@ class Sim:
         self.plans = []
         self.export = None  # the referenced ModelExport's body, for exportRef models
         self.comparator: dict[str, dict[str, Any]] = {}  # kind -> the shadow comparator's object
+        self.carriers: list[dict[str, Any]] = []  # Gateways and GatewayClasses
 
     @property
     def status(self) -> dict[str, Any]:
@@ -63,7 +64,7 @@ class Sim:
     def reconcile(self):
         obs = Observed(deployments=copy.deepcopy(self.deps), nodes=NODES, now=self.now(), autoscalers=frozenset(self.autoscalers),
                        routes=copy.deepcopy(self.routes), analyze=self.analyze, export=copy.deepcopy(self.export),
-                       comparator="Deployment" in self.comparator)
+                       comparator="Deployment" in self.comparator, carriers=copy.deepcopy(self.carriers))
         p = plan_model_deployment(self.body, CONFIG, obs)
         for obj in p.apply:
             o = copy.deepcopy(obj)

@@ -289,6 +289,45 @@ def test_shadow_with_compare_mirrors_to_the_comparator_which_calls_both_revision
     assert not [f for r in route(s)["spec"]["rules"] for f in r.get("filters", [])]
 
 
+def gateway_of_class(features: list[str] | None) -> list[dict]:
+    """The Gateway `gw` (GATEWAY's parentRef) and its GatewayClass, which declares `features`."""
+    status = {} if features is None else {"supportedFeatures": [{"name": f} for f in features]}
+    return [{"kind": "Gateway", "metadata": {"name": "gw", "namespace": "ml"}, "spec": {"gatewayClassName": "edge"}},
+            {"kind": "GatewayClass", "metadata": {"name": "edge"}, "status": status}]
+
+
+def test_shadow_through_a_gateway_that_cannot_mirror_applies_nothing_and_says_why():
+    """Traefik lists its features without HTTPRouteRequestMirror and answers 500 to every request of
+    a rule with the filter: the rollout is held before anything is applied, stable keeps serving."""
+    s = start(rollout({"strategy": "shadow", "shadow": {"percent": 20, "duration": "5m"}}, GATEWAY))
+    s.carriers = gateway_of_class(["Gateway", "HTTPRoute", "HTTPRouteHostRewrite"])
+    before = copy.deepcopy(s.routes)
+    s.settle()
+    assert s.routes == before and 2 not in s.deps
+    ready = cond(s, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "MirrorUnsupported"
+    assert "GatewayClass edge" in ready["message"] and "HTTPRouteRequestMirror" in ready["message"] and "spec.traffic.router" in ready["message"]
+    assert s.status["stableRevision"] == 1
+    s.carriers = gateway_of_class(["Gateway", "HTTPRoute", "HTTPRouteRequestMirror"])  # the gateway upgraded
+    s.settle()
+    assert s.status["weights"]["mirror"] == 20 and cond(s, "Ready")["reason"] != "MirrorUnsupported"
+
+
+@pytest.mark.parametrize("features", [None, []], ids=["no-status", "no-features-listed"])
+def test_a_gateway_class_that_says_nothing_does_not_hold_the_shadow(features):
+    s = start(rollout({"strategy": "shadow", "shadow": {"percent": 20, "duration": "5m"}}, GATEWAY))
+    s.carriers = gateway_of_class(features)
+    s.settle()
+    assert s.status["weights"]["mirror"] == 20
+
+
+def test_a_canary_through_a_gateway_that_cannot_mirror_rolls_out():
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": 50}]}}, GATEWAY))
+    s.carriers = gateway_of_class(["Gateway", "HTTPRoute"])
+    s.settle()
+    assert s.status["stableRevision"] == 2
+
+
 def test_ab_test_routes_matching_requests_then_promotes():
     ab = {"strategy": "abTest", "abTest": {"match": {"headers": [{"name": "x-user-group", "value": "beta"}]}, "duration": "10m"}}
     s = start(rollout(ab, GATEWAY))

@@ -14,6 +14,7 @@ from ..cache import Store
 from ..clock import now_rfc3339, to_epoch
 from ..comparator.objects import COMPONENT as COMPARATOR
 from ..config import OperatorConfig
+from ..kinds import CARRIER_KINDS
 from ..kube import KubeClient
 from ..rollout import Observed, Plan, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
@@ -75,7 +76,15 @@ def observe(kube: KubeClient, store: Store, config: OperatorConfig, body: dict[s
                     disruption_budgets=_revisions(store, "PodDisruptionBudget", namespace, name),
                     network_policy=bool(store.owned("NetworkPolicy", namespace, name)),
                     comparator=any(((d.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) == COMPARATOR
-                                   for d in store.owned("Deployment", namespace, name)))
+                                   for d in store.owned("Deployment", namespace, name)),
+                    carriers=_carriers(store, body))
+
+
+def _carriers(store: Store, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Gateways and GatewayClasses, for a ModelDeployment whose routes attach to a Gateway."""
+    if ((body.get("spec") or {}).get("traffic") or {}).get("router") != "gatewayAPI":
+        return []
+    return [obj for k in CARRIER_KINDS for obj in store.all(k.kind)]
 
 
 def _revisions(store: Store, kind: str, namespace: str, name: str) -> frozenset[int]:

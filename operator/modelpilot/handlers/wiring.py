@@ -19,7 +19,7 @@ from .. import constants as c
 from .. import metrics
 from ..cache import Store
 from ..config import OperatorConfig, load_config
-from ..kinds import CHILD_KINDS, CUSTOM_KINDS, OWNER_DEPLOYMENT, OWNER_EXPORT, SYNCED_KINDS
+from ..kinds import CARRIER_KINDS, CHILD_KINDS, CUSTOM_KINDS, OWNER_DEPLOYMENT, OWNER_EXPORT, SYNCED_KINDS
 from ..kube import KubeClient
 from ..leader import LEADER, LeaderElector
 from ..workqueue import WorkQueue, backoff
@@ -128,14 +128,19 @@ async def _sync_cache(loop: asyncio.AbstractEventLoop) -> dict[str, int]:
 def _initial_sync() -> dict[str, int]:
     counts: dict[str, int] = {}
     selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+    carriers = {k.kind for k in CARRIER_KINDS}
     for kind in SYNCED_KINDS:
-        own = kind in CUSTOM_KINDS
+        own = kind in CUSTOM_KINDS or kind in carriers  # not filtered by our label
         items: list[dict[str, Any]] = []
         try:
             for ns in RT.namespaces or [None]:
                 items += RT.kube.list(kind, ns, None if own else selector)
         except ApiException as e:
             if e.status == 404:  # an optional API (Gateway API, Istio) that is not installed
+                continue
+            if e.status == 403 and kind in carriers:  # RBAC from before carriers: the mirror check says nothing
+                log.warning("cannot list %s (403): grant get/list/watch on it (the chart does); until then a Gateway's "
+                            "mirror support is not checked", kind)
                 continue
             raise
         for item in items:
@@ -232,6 +237,30 @@ def _watch_child(group: str, version: str, plural: str, kind: str, labels: dict[
 
 for _child in CHILD_KINDS:
     _watch_child(_child.group, _child.version, _child.plural, _child.kind, OWNER_LABELS[_child.owner or ""])
+
+
+def _watch_carrier(group: str, version: str, plural: str, kind: str) -> None:
+    """Gateways and GatewayClasses are not ours: cached whole (slimmed), and a change re-queues the
+    ModelDeployments held back because their Gateway could not mirror."""
+    async def on_carrier(event: dict[str, Any], body: Any, **_: Any) -> None:
+        _track(kind, event, body)
+        _requeue_held(c.REASON_MIRROR_UNSUPPORTED)
+
+    on_carrier.__name__ = on_carrier.__qualname__ = f"on_{plural}"
+    kopf.on.event(group, version, plural)(on_carrier)
+
+
+for _carrier in CARRIER_KINDS:
+    _watch_carrier(_carrier.group, _carrier.version, _carrier.plural, _carrier.kind)
+
+
+def _requeue_held(reason: str) -> None:
+    """Re-queue every ModelDeployment whose Ready condition is False for `reason`."""
+    for md in RT.store.all("ModelDeployment"):
+        conds = (md.get("status") or {}).get("conditions") or []
+        if any(x.get("type") == c.COND_READY and x.get("status") == "False" and x.get("reason") == reason for x in conds):
+            meta = md["metadata"]
+            RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta["name"]))
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -4,7 +4,7 @@ and one reconcile's working state (`Reconcile`), shared by the phases in plan.py
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ class Observed:
     disruption_budgets: frozenset[int] = frozenset()  # revisions that have a PodDisruptionBudget
     network_policy: bool = False  # the ModelDeployment's NetworkPolicy exists
     comparator: bool = False  # the shadow comparator's Deployment exists (spec.rollout.shadow.compare)
+    carriers: Sequence[Mapping[str, Any]] = ()  # Gateways and GatewayClasses (kinds.CARRIER_KINDS), live
 
 
 @dataclass

@@ -7,6 +7,7 @@ The walk, one module per phase (docs/design.md tells it in prose):
     check_spec          checks.py     validate once; keep the typed spec, router, export, steps
     observe_revisions   revisions.py  the spec's revision, stable, the target; kubectl actions
     observe_routes      revisions.py  does the Gateway or mesh accept the live routes?
+    mirror_blocked      revisions.py  steps that mirror, through a Gateway that says it cannot
     decide_step         decide.py     interpret the steps: the split and each revision's size
     plan_routes         sizing.py     the router's objects for the split
     plan_comparator     sizing.py     the shadow comparator while a compared mirror is in force
@@ -28,7 +29,7 @@ from .checks import check_spec
 from .decide import decide_step
 from .history import settle_history
 from .model import AnalyzeFn, Observed, Plan, Reconcile
-from .revisions import observe_revisions, observe_routes, unschedulable
+from .revisions import mirror_blocked, observe_revisions, observe_routes, unschedulable
 from .sizing import apply_scale_downs, plan_comparator, plan_revisions, plan_routes, plan_shared_objects
 from .status import derive_status, invalid_status, waiting_status
 
@@ -48,6 +49,9 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     if blocked:
         return waiting_status(rc, c.REASON_UNSCHEDULABLE, blocked, unschedulable=True)
     routing = observe_routes(rc)
+    cannot_mirror = mirror_blocked(rc, revs, routing)
+    if cannot_mirror:
+        return waiting_status(rc, c.REASON_MIRROR_UNSUPPORTED, cannot_mirror, unschedulable=False)
     decision = decide_step(rc, revs, routing)
     apply_scale_downs(rc, decision)
     plan_revisions(rc, revs, decision)

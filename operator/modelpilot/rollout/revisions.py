@@ -72,4 +72,15 @@ def unschedulable(rc: Reconcile, revs: Revisions) -> str | None:
 
 def observe_routes(rc: Reconcile) -> RouteHealth:
     """What the router's carrier says of the live routing objects (RoutingReady)."""
-    return rc.router.observe(rc.md, list(rc.obs.routes.values()))
+    return rc.router.observe(rc.md, [*rc.obs.routes.values(), *rc.obs.carriers])
+
+
+def mirror_blocked(rc: Reconcile, revs: Revisions, routing: RouteHealth) -> str | None:
+    """Why the rollout cannot start: its steps mirror requests and the carrier says it cannot
+    (then nothing is applied: a gateway that cannot mirror may answer 500 to every request of a
+    rule with the filter, Traefik does), or None."""
+    rolling_out = revs.stable is not None and revs.target != revs.stable  # a first revision takes no steps
+    if not routing.cannot_mirror or not rolling_out or not any(s.kind == "mirror" and s.mirror for s in rc.steps):
+        return None
+    return (f"revision {revs.target} mirrors requests (spec.rollout), but {routing.cannot_mirror}; use spec.traffic.router "
+            "istio, a Gateway whose class supports HTTPRouteRequestMirror, or a strategy without mirroring")

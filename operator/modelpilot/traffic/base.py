@@ -100,6 +100,9 @@ class RouteHealth:
     ready: bool = True
     reason: str = ""
     message: str = ""
+    # Why the carrier cannot mirror requests, when it says so (a GatewayClass whose
+    # status.supportedFeatures lacks HTTPRouteRequestMirror); "" when it can or does not say.
+    cannot_mirror: str = ""
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,25 @@ def _rejections(route: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+MIRROR_FEATURE = "HTTPRouteRequestMirror"  # Gateway API's conformance feature name
+
+
+def _cannot_mirror(md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> str:
+    """Which parent Gateway's class declares features (GatewayClass status.supportedFeatures, Gateway
+    API v1.2+) without HTTPRouteRequestMirror; "" when all can, or when nothing says (a Gateway or
+    class not observed, a class that lists no features)."""
+    for ref in md.traffic.parent_refs:
+        gateway = find_object(live, "Gateway", ref["name"], ref.get("namespace") or md.namespace)
+        cls_name = ((gateway or {}).get("spec") or {}).get("gatewayClassName")
+        gateway_class = find_object(live, "GatewayClass", cls_name) if cls_name else None
+        features = ((gateway_class or {}).get("status") or {}).get("supportedFeatures") or []
+        names = {f.get("name") if isinstance(f, Mapping) else f for f in features}
+        if names and MIRROR_FEATURE not in names:
+            return (f"Gateway {ref.get('namespace') or md.namespace}/{ref['name']} is of GatewayClass {cls_name}, whose "
+                    f"status.supportedFeatures does not list {MIRROR_FEATURE}")
+    return ""
+
+
 class GatewayAPIRouter(ProxyRouter):
     """An HTTPRoute `<name>` attached to spec.traffic.gateway.parentRefs; the Gateway accepts it or not."""
 
@@ -147,6 +166,8 @@ class GatewayAPIRouter(ProxyRouter):
     def observe(self, md: ModelDeployment, live: Sequence[Mapping[str, Any]]) -> RouteHealth:
         route = find_object(live, "HTTPRoute", md.name)
         rejected = _rejections(route) if route is not None else []
+        cannot_mirror = _cannot_mirror(md, live)
         if not rejected:
-            return RouteHealth()
-        return RouteHealth(False, rejected[0][0], f"HTTPRoute {md.name} is refused: " + "; ".join(m for _, m in rejected))
+            return RouteHealth(cannot_mirror=cannot_mirror)
+        return RouteHealth(False, rejected[0][0], f"HTTPRoute {md.name} is refused: " + "; ".join(m for _, m in rejected),
+                           cannot_mirror=cannot_mirror)

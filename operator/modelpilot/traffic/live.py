@@ -18,9 +18,11 @@ def share_percent(part: int | float, whole: int | float) -> int:
     return min(max(pct, 1), 99)
 
 
-def find_object(observed: Sequence[Mapping[str, Any]], kind: str, name: str) -> Mapping[str, Any] | None:
+def find_object(observed: Sequence[Mapping[str, Any]], kind: str, name: str, namespace: str | None = None) -> Mapping[str, Any] | None:
+    """The object of `kind` called `name` (in `namespace`, when given)."""
     for obj in observed:
-        if obj.get("kind") == kind and (obj.get("metadata") or {}).get("name") == name:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == kind and meta.get("name") == name and (namespace is None or meta.get("namespace") == namespace):
             return obj
     return None
 
