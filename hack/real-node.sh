@@ -149,6 +149,10 @@ load_images() {
   local ref id mark tmp same
   ENGINE="$(container_engine)" || fail images "podman is not installed" /dev/null
   mkdir -p "$CTRD_ROOT-loaded"
+  # One load at a time: .ci/run starts one in the background while the first tests run, and
+  # tests/realnode's own load then waits here and finds every image loaded.
+  exec 9>"$CTRD_ROOT-loaded.lock"
+  flock 9
   for ref in "$@"; do
     id="$(engine image inspect --format '{{.Id}}' "$ref" 2>/dev/null)" || fail images "$ref is not built (hack/build-images.sh)" /dev/null
     mark="$CTRD_ROOT-loaded/$(echo "$ref" | tr '/:@' '___')"

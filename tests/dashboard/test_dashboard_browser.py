@@ -261,7 +261,9 @@ def test_canary_watched_from_0_to_100_matches_the_route(kubectl: Kubectl, kubeco
     route_seen, status_seen = route.stop(), status.stop()
     assert promoted, f"the page never showed the pause at 50 %: {seen}"
     page_steps, route_steps = [w for w in seen if w], [w for w in route_seen if w]
-    assert seen[0] == 0 and page_steps == [20, 50, 80, 100], f"every step on the page, once, in order: {seen}"
+    # The page may show revision 2 at 0 % first, or not: on a quiet machine its pods are ready
+    # before the page's first refresh after the change.
+    assert seen[0] in (0, 20) and page_steps == [20, 50, 80, 100], f"every step on the page, once, in order: {seen}"
     assert route_steps[:3] == page_steps[:3], f"page {seen} vs HTTPRoute {route_seen}"
     for share, at in zip(seen, seen_times):  # when the page showed a step, the route carried it
         if share in (20, 50, 80):
