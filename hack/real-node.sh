@@ -150,7 +150,8 @@ load_images() {
   ENGINE="$(container_engine)" || fail images "podman is not installed" /dev/null
   mkdir -p "$CTRD_ROOT-loaded"
   # One load at a time: .ci/run starts one in the background while the first tests run, and
-  # tests/realnode's own load then waits here and finds every image loaded.
+  # tests/realnode's own load then waits here and finds every image loaded. The lock's descriptor
+  # is closed on return: daemons started later (kubelet, kube-proxy) must not inherit and hold it.
   exec 9>"$CTRD_ROOT-loaded.lock"
   flock 9
   for ref in "$@"; do
@@ -175,6 +176,7 @@ load_images() {
     fi
     echo "$id $ref" >"$mark"
   done
+  exec 9>&-
 }
 
 pause_image() {
