@@ -49,6 +49,7 @@ REPO, LOCAL, CACHE, VERSIONS, kubectl = ro.REPO, ro.LOCAL, ro.CACHE, ro.VERSIONS
 PORT = rc.METRICS_PORT + 10  # the peers' metrics, health and webhook ports: 10 above the operator's
 PER = 30  # setWeight steps of a canary
 IDLE_S = 30.0
+SETTLE = True  # wait for each system's namespace to be gone before the next (not in --smoke)
 SCALE_DOWN_S = 35.0  # the old revision is scaled down 30 s after promotion (ours and Argo's default)
 ISTIO = {"router": "istio"}
 BIN = {"argo-rollouts": CACHE / "bin" / f"argo-rollouts-{VERSIONS['ARGO_ROLLOUTS_VERSION']}",
@@ -445,8 +446,17 @@ def reconcile_modelpilot(k, n: int, workers: int, resync: float) -> dict:
         idle = rc.idle_resync_writes(ns)
     finally:
         rss = op.stop()
-        rc.delete_namespace_and_wait(k, ns)
+        settle_namespace(k, ns)
     return {"system": "modelpilot", "seconds": round(t, 2), "idle_writes": idle, "rss_mb": round(rss, 1)}
+
+
+def settle_namespace(k, ns: str) -> None:
+    """Delete a finished system's namespace and wait until it is gone, so that the next system's
+    time does not pay for its deletion; --smoke (N=10, no figure kept) does not wait."""
+    if SETTLE:
+        rc.delete_namespace_and_wait(k, ns)
+    else:
+        kubectl("delete", "namespace", ns, "--wait=false")
 
 
 def reconcile(n: int, workers: int, with_kserve: bool, resync: float) -> list[dict]:
@@ -459,7 +469,7 @@ def reconcile(n: int, workers: int, with_kserve: bool, resync: float) -> list[di
     try:
         ns = fresh_namespace("peers-floor")
         floor = rc.floor(k, ns, n, 1, workers)
-        rc.delete_namespace_and_wait(k, ns)
+        settle_namespace(k, ns)
         out = [reconcile_modelpilot(k, n, workers, resync)]
         if with_kserve:
             out.append(reconcile_kserve(k, n, workers))
@@ -508,7 +518,7 @@ def run(scenario: str, results: dict, fn, *args) -> None:
 
 
 def main() -> int:
-    global IDLE_S
+    global IDLE_S, SETTLE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[200, 1000], help="reconcile sizes")
     ap.add_argument("--aborts", type=int, default=5)
@@ -518,6 +528,7 @@ def main() -> int:
     args = ap.parse_args()
     resync = 15.0
     if args.smoke:
+        SETTLE = False
         args.n, args.only, resync, IDLE_S = [10], ["reconcile"], 4.0, 5.0
     if not (LOCAL / "kubeconfig").exists():
         raise SystemExit("no local control plane: run hack/local-up.sh first")
