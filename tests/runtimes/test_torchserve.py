@@ -128,9 +128,11 @@ def serve(tmp_path: Path):
         return inference, management, repo
 
     yield start
-    for proc in procs:
+    for proc in procs:  # all at once: each TorchServe takes seconds to shut down
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        if proc.poll() is None:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
