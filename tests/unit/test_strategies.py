@@ -8,6 +8,7 @@ import copy
 import pytest
 
 from modelpilot.conditions import get_condition
+from modelpilot.rollout import completed_a_step
 
 from .helpers import md
 from .sim import Sim
@@ -66,6 +67,22 @@ def test_canary_walks_its_steps_and_promotes_on_gateway_api():
     assert [w for w, _ in s.weights] == [0, 10, 50, 80, 0], "every weight once, in order, then all to the new stable"
     reasons = [e[1] for e in s.events]
     assert reasons.count("StepCompleted") == 4 and reasons.count("Promoted") == 1 and "RolloutPromoted" in reasons
+
+
+def test_completed_a_step_marks_the_plans_a_reconcile_may_chain():
+    """Back-to-back setWeights: the plans that move the rollout to a later step chain (the handler
+    applies them and plans again at once); the rollout's start, a plan that waits and an abort do not."""
+    s = start(rollout({"strategy": "canary", "canary": {"steps": [{"setWeight": w} for w in (10, 20, 30)] + [{"pause": {}}]}}, GATEWAY))
+    chained = []
+    for _ in range(12):
+        before = copy.deepcopy(s.status)
+        chained.append(completed_a_step(before, s.reconcile()))
+    assert not chained[0], "a new rollout (step 0 of a new revision) is not a completed step"
+    assert chained.count(True) == 3 and s.status["currentStep"] == 3 and s.status["phase"] == "Paused"
+    assert not chained[-1], "the pause waits"
+    before = copy.deepcopy(s.status)
+    s.control("abort")
+    assert not completed_a_step(before, s.reconcile())
 
 
 def test_weight_waits_for_canary_pods_then_moves():

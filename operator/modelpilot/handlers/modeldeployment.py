@@ -16,7 +16,7 @@ from ..comparator.objects import COMPONENT as COMPARATOR
 from ..config import OperatorConfig
 from ..kinds import CARRIER_KINDS
 from ..kube import KubeClient
-from ..rollout import Observed, Plan, plan_model_deployment
+from ..rollout import Observed, Plan, completed_a_step, plan_model_deployment
 from ..rollout.plan import AnalyzeFn
 from ..traffic.base import ROUTE_COMPONENTS
 from .apply import STALE, ApplyError, apply_and_report, apply_children
@@ -102,7 +102,7 @@ def chain_steps(kube: KubeClient, store: Store, config: OperatorConfig, body: di
     deadline = time.monotonic() + CHAIN_SECONDS
     working = body
     for _ in range(CHAIN_LIMIT):
-        if not _completed_a_step(working, plan) or time.monotonic() > deadline:
+        if not completed_a_step(working.get("status") or {}, plan) or time.monotonic() > deadline:
             break
         try:
             apply_children(kube, store, body, plan.apply, plan.scale, plan.delete)
@@ -113,13 +113,6 @@ def chain_steps(kube: KubeClient, store: Store, config: OperatorConfig, body: di
         following.events[:0] = plan.events
         plan = following
     return plan
-
-
-def _completed_a_step(body: dict[str, Any], plan: Plan) -> bool:
-    """The plan moves the same revision's rollout to a later step."""
-    before, after = (body.get("status") or {}).get("rollout") or {}, plan.status.get("rollout") or {}
-    return (before.get("revision") is not None and before.get("revision") == after.get("revision")
-            and int(after.get("step") or 0) > int(before.get("step") or 0) and "aborted" not in after)
 
 
 def _count(namespace: str, name: str, body: dict[str, Any], plan: Plan) -> None:

@@ -244,7 +244,7 @@ def _watch_carrier(group: str, version: str, plural: str, kind: str) -> None:
     ModelDeployments held back because their Gateway could not mirror."""
     async def on_carrier(event: dict[str, Any], body: Any, **_: Any) -> None:
         _track(kind, event, body)
-        _requeue_held(c.REASON_MIRROR_UNSUPPORTED)
+        _requeue_held(c.COND_READY, c.REASON_MIRROR_UNSUPPORTED)
 
     on_carrier.__name__ = on_carrier.__qualname__ = f"on_{plural}"
     kopf.on.event(group, version, plural)(on_carrier)
@@ -254,11 +254,11 @@ for _carrier in CARRIER_KINDS:
     _watch_carrier(_carrier.group, _carrier.version, _carrier.plural, _carrier.kind)
 
 
-def _requeue_held(reason: str) -> None:
-    """Re-queue every ModelDeployment whose Ready condition is False for `reason`."""
+def _requeue_held(cond_type: str, reason: str | None = None) -> None:
+    """Re-queue every ModelDeployment whose `cond_type` condition is False (for `reason`, when given)."""
     for md in RT.store.all("ModelDeployment"):
         conds = (md.get("status") or {}).get("conditions") or []
-        if any(x.get("type") == c.COND_READY and x.get("status") == "False" and x.get("reason") == reason for x in conds):
+        if any(x.get("type") == cond_type and x.get("status") == "False" and reason in (None, x.get("reason")) for x in conds):
             meta = md["metadata"]
             RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta["name"]))
 
@@ -273,8 +273,4 @@ async def on_node(event: dict[str, Any], body: Any, **_: Any) -> None:
             return None
         return ((n.get("metadata") or {}).get("labels"), (n.get("spec") or {}).get("taints"), (n.get("status") or {}).get("allocatable"))
     if event.get("type") == "DELETED" or shape(old) != shape(data):
-        for md in RT.store.all("ModelDeployment"):
-            conds = (md.get("status") or {}).get("conditions") or []
-            if any(x.get("type") == c.COND_SCHEDULABLE and x.get("status") == "False" for x in conds):
-                meta = md["metadata"]
-                RT.queue.add(("ModelDeployment", meta.get("namespace") or "", meta["name"]))
+        _requeue_held(c.COND_SCHEDULABLE)

@@ -33,7 +33,7 @@ from .revisions import mirror_blocked, observe_revisions, observe_routes, unsche
 from .sizing import apply_scale_downs, plan_comparator, plan_revisions, plan_routes, plan_shared_objects
 from .status import derive_status, invalid_status, waiting_status
 
-__all__ = ["AnalyzeFn", "Observed", "Plan", "plan_model_deployment"]
+__all__ = ["AnalyzeFn", "Observed", "Plan", "completed_a_step", "plan_model_deployment"]
 
 
 def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, observed: Observed) -> Plan:
@@ -60,3 +60,11 @@ def plan_model_deployment(body: Mapping[str, Any], config: OperatorConfig, obser
     plan_shared_objects(rc, decision)
     history = settle_history(rc, revs, decision)
     return derive_status(rc, revs.target, decision, history, routes, routing)
+
+
+def completed_a_step(status: Mapping[str, Any], plan: Plan) -> bool:
+    """The plan moves the same revision's rollout from `status` to a later step (not aborted): the
+    handler may apply it and plan again at once (handlers/modeldeployment.chain_steps)."""
+    before, after = status.get("rollout") or {}, plan.status.get("rollout") or {}
+    return (before.get("revision") is not None and before.get("revision") == after.get("revision")
+            and int(after.get("step") or 0) > int(before.get("step") or 0) and "aborted" not in after)
