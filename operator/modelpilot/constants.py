@@ -22,6 +22,7 @@ LABEL_EXPORT: Final = "modelpilot.io/model-export"
 LABEL_REVISION: Final = "modelpilot.io/revision"
 MANAGED_BY: Final = "modelpilot"
 COMPONENT_COMPARATOR: Final = "comparator"  # the shadow comparator's pods (comparator/objects.py)
+COMPONENT_PARITY: Final = "parity"  # the served-model parity check Job's pods (rollout/parity.py)
 
 # Annotations.
 ANNOTATION_SPEC_HASH: Final = "modelpilot.io/applied-hash"
@@ -73,6 +74,7 @@ REASON_RESULT_MISSING: Final = "ResultMissing"
 ABORT_ANALYSIS_FAILED: Final = "AnalysisFailed"
 ABORT_PROGRESS_DEADLINE: Final = "ProgressDeadlineExceeded"
 ABORT_BY_USER: Final = "AbortedByUser"
+ABORT_PARITY_FAILED: Final = "ParityCheckFailed"  # spec.rollout.parityCheck (rollout/parity.py)
 
 # Event reasons of a ModelDeployment's rollout (one Event per transition; docs/observability.md).
 EVENT_ROLLOUT_STARTED: Final = "RolloutStarted"
@@ -82,6 +84,7 @@ EVENT_ROLLOUT_PAUSED: Final = "RolloutPaused"
 EVENT_ROLLOUT_PROMOTED: Final = "RolloutPromoted"
 EVENT_ROLLOUT_ABORTED: Final = "RolloutAborted"
 EVENT_ROLLOUT_RETRIED: Final = "RolloutRetried"
+EVENT_PARITY_PASSED: Final = "ParityCheckPassed"
 EVENT_RUNTIME_WARNING: Final = "RuntimeWarning"
 # ... and of `kubectl modelpilot` actions.
 EVENT_PROMOTED: Final = "Promoted"

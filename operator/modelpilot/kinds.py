@@ -30,10 +30,16 @@ class Kind:
     router: bool = False  # rendered by a traffic router (traffic/base.ROUTE_KINDS)
     watched: bool = True  # kept in the cache by a watch (Events are only written)
     carrier: bool = False  # not ours: what our routes attach to (Gateways and their classes), read whole-cluster
+    narrow: str = ""  # a label selector that narrows the watch of our children further (Jobs and their Pods)
     # What the operator sends: server-side apply is a PATCH (and a create when the object is new),
     # scaling a merge PATCH; nothing is ever PUT. The chart's RBAC grants exactly these.
     verbs: tuple[str, ...] = ("get", "list", "watch", "create", "patch", "delete")
     status_verbs: tuple[str, ...] = ()  # on the status subresource
+
+    @property
+    def label_selector(self) -> str:
+        """What the watch and the start-up LIST of a child kind select on the apiserver."""
+        return f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}" + (f",{self.narrow}" if self.narrow else "")
 
     @property
     def group(self) -> str:
@@ -49,6 +55,7 @@ class Kind:
 
 
 _READ = ("get", "list", "watch")
+JOB_COMPONENTS: Final = f"{c.LABEL_COMPONENT} in (export,parity)"
 
 KINDS: Final[tuple[Kind, ...]] = (
     Kind("ModelDeployment", c.API_VERSION, "modeldeployments", verbs=_READ, status_verbs=("patch",)),
@@ -65,8 +72,9 @@ KINDS: Final[tuple[Kind, ...]] = (
     Kind("Gateway", "gateway.networking.k8s.io/v1", "gateways", keep=("metadata", "spec"), carrier=True, verbs=_READ),
     Kind("GatewayClass", "gateway.networking.k8s.io/v1", "gatewayclasses", namespaced=False, keep=("metadata", "status"),
          carrier=True, verbs=_READ),
-    Kind("Job", "batch/v1", "jobs", owner=OWNER_EXPORT, keep=("metadata", "status")),
-    Kind("Pod", "v1", "pods", owner=OWNER_EXPORT, keep=("metadata", "status"), verbs=_READ),
+    # The export Jobs and the parity check Jobs (rollout/parity.py), and their Pods: never the serving pods.
+    Kind("Job", "batch/v1", "jobs", owner=OWNER_EXPORT, keep=("metadata", "status"), narrow=JOB_COMPONENTS),
+    Kind("Pod", "v1", "pods", owner=OWNER_EXPORT, keep=("metadata", "status"), verbs=_READ, narrow=JOB_COMPONENTS),
     Kind("Node", "v1", "nodes", namespaced=False, keep=("metadata", "spec", "status"), verbs=_READ),
     # Watched by Kopf only with watchNamespaces (to follow namespaces coming and going).
     Kind("Namespace", "v1", "namespaces", namespaced=False, watched=False, verbs=_READ),

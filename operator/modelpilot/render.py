@@ -37,6 +37,7 @@ class ExportArtifact:
     format: str
     manifest_uri: str
     signature: Signature | None = None
+    target: str = ""  # the export target's name (its artifact's `name`)
 
 
 def effective(md: ModelDeployment, export: ExportArtifact | None) -> ModelDeployment:
@@ -250,8 +251,11 @@ def build_network_policy(md: ModelDeployment, config: OperatorConfig) -> dict[st
     if opts.metrics_from:
         ingress.append({"from": [dict(p) for p in opts.metrics_from],
                         "ports": [{"protocol": "TCP", "port": ports.metrics or ports.http}]})
-    if md.strategy == "shadow" and md.rollout.shadow.compare:  # the comparator calls both revisions
-        ingress.append({"from": [{"podSelector": {"matchLabels": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_COMPONENT: c.COMPONENT_COMPARATOR}}}],
+    callers = [c.COMPONENT_COMPARATOR] if md.strategy == "shadow" and md.rollout.shadow.compare else []  # calls both revisions
+    if md.model.export_name and md.rollout.parity_check.enabled:
+        callers.append(c.COMPONENT_PARITY)  # the parity check Job calls a new revision (rollout/parity.py)
+    for component in callers:
+        ingress.append({"from": [{"podSelector": {"matchLabels": {c.LABEL_DEPLOYMENT: md.name, c.LABEL_COMPONENT: component}}}],
                         "ports": [{"protocol": "TCP", "port": ports.http}]})
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -144,5 +144,50 @@ def test_torchserve_image_serves_the_rendered_pod(images, two_heads, tmp_path: P
         out = json.loads(urllib.request.urlopen(req, timeout=30).read())["outputs"]
         np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(out["score"], ref["score"], rtol=1e-5, atol=1e-5)
+        check_parity_in_image(images, tmp_path, ref, f"http://127.0.0.1:{port}")
     finally:
         engine("rm", "-f", "-t", "5", name, check=False)
+
+
+def check_parity_in_image(images, tmp_path: Path, ref, url: str) -> None:
+    """The parity check Job the operator renders (rollout/parity.py), run in the storage-init image
+    under its securityContext against the serving container: the export's record passes; the same
+    record with one output moved fails and names it."""
+    from modelpilot.placement import scheduling_for
+    from modelpilot.render import ExportArtifact
+    from modelpilot.rollout.parity import build_parity_job
+
+    md = parse_model_deployment({"apiVersion": "modelpilot.io/v1alpha1", "kind": "ModelDeployment",
+                                 "metadata": {"name": "twoheads", "namespace": "ml", "uid": "u1", "generation": 1},
+                                 "spec": {"model": {"exportRef": {"name": "twoheads", "target": "ts"}, "name": "twoheads"},
+                                          "runtime": {"kind": "torchserve"}, "placement": {"nodePool": "cpu"}}})
+    art = ExportArtifact(format="torchscript", manifest_uri="file:///export/manifest.json", target="ts")
+    job = build_parity_job(md, 2, art, CONFIG, scheduling_for(md.placement, CONFIG))
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    container["args"] = [f"--url={url}" if a.startswith("--url=") else a for a in container["args"]]
+    rows = range(3)
+    record = {"atol": 1e-4, "rtol": 1e-3,
+              "inputs": [{"x": {"dtype": "float32", "data": ref["x"][i:i + 1].tolist()},
+                          "ids": {"dtype": "int64", "data": ref["ids"][i:i + 1].tolist()}} for i in rows],
+              "outputs": [{"logits": ref["logits"][i:i + 1].tolist(), "score": ref["score"][i:i + 1].tolist()} for i in rows]}
+    for case, expect in (("right", 0), ("moved", 1)):
+        export = tmp_path / f"export-{case}"
+        (export / "parity").mkdir(parents=True)
+        if case == "moved":
+            record["outputs"][1]["score"][0] += 0.5
+        (export / "parity" / "ts.json").write_text(json.dumps(record))
+        (export / "manifest.json").write_text(json.dumps({"name": "twoheads", "targets": [
+            {"name": "ts", "phase": "Succeeded", "format": "torchscript", "uri": "file:///export/model.pt",
+             "parity": {"uri": "file:///export/parity/ts.json", "samples": 3}}]}))
+        for p in (export, export / "parity"):
+            p.chmod(0o755)
+        term = tmp_path / f"parity-termination-{case}"
+        args = run_args(pod, container, {"tmp": writable(tmp_path / f"parity-tmp-{case}")}, termination_log=term,
+                        image=images["storage-init"])
+        i = args.index(images["storage-init"])
+        r = engine(*args[:i], "-v", f"{export}:/export:ro", *args[i:], check=False, timeout=120)
+        verdict = json.loads(term.read_text())
+        assert (r.returncode, verdict["passed"]) == (expect, not expect), f"{r.stdout}{r.stderr[-2000:]}"
+        if case == "moved":
+            assert verdict["sample"] == 1 and verdict["output"] == "score" and "recorded input 1 (x[1, 4]" in verdict["message"]

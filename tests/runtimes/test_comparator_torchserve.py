@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,15 +131,21 @@ def _record(ref, tag: str, rows: int = 4) -> dict:
 
 def test_parity_check_passes_the_right_model_and_names_the_difference_of_the_wrong_one(serve, two_versions, tmp_path) -> None:  # noqa: F811
     ref = np.load(two_versions["reference"])
-    record = tmp_path / "parity.json"
-    record.write_text(json.dumps(_record(ref, "v1")))
+    # The export's manifest and record, as the exporter lays them out; the check Job's command reads
+    # them through export:// exactly as the operator renders it (rollout/parity.py).
+    (tmp_path / "parity").mkdir()
+    (tmp_path / "parity" / "ts.json").write_text(json.dumps(_record(ref, "v1")))
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "twoheads", "targets": [
+        {"name": "ts", "phase": "Succeeded", "format": "torchscript", "uri": f"file://{two_versions['v1']}",
+         "parity": {"uri": f"file://{tmp_path}/parity/ts.json", "samples": 4}}]}))
     right, _, _ = serve(_md(f"file://{two_versions['v1']}"), SIG, two_versions["v1"])
     wrong, _, _ = serve(_md(f"file://{two_versions['v2']}"), SIG, two_versions["v2"])
 
     def check(url: str) -> tuple[int, dict]:
-        r = subprocess.run([sys.executable, "-m", "modelpilot.comparator.parity", "--record", str(record), "--url", url,
-                            "--protocol", "torchserve", "--model", "twoheads", "--termination-log", str(tmp_path / "term")],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run([str(Path(sys.executable).with_name("modelpilot-parity")), "--uri=export://twoheads/ts",
+                            f"--manifest=file://{tmp_path}/manifest.json", f"--url={url}", "--protocol=torchserve",
+                            "--model=twoheads"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "MODELPILOT_TERMINATION_LOG": str(tmp_path / "term")})
         return r.returncode, json.loads(r.stdout)
 
     rc, ok = check(right)

@@ -38,6 +38,10 @@ class Sim:
         self.export = None  # the referenced ModelExport's body, for exportRef models
         self.comparator: dict[str, dict[str, Any]] = {}  # kind -> the shadow comparator's object
         self.carriers: list[dict[str, Any]] = []  # Gateways and GatewayClasses
+        # Parity check Jobs by revision, (Job, pods); each one finishes at once with this verdict
+        # (its termination message), or keeps running while it is None.
+        self.parity_jobs: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self.parity_verdict: dict[str, Any] | None = {"passed": True, "samples": 8, "message": "8 recorded inputs answered"}
 
     @property
     def status(self) -> dict[str, Any]:
@@ -64,7 +68,8 @@ class Sim:
     def reconcile(self):
         obs = Observed(deployments=copy.deepcopy(self.deps), nodes=NODES, now=self.now(), autoscalers=frozenset(self.autoscalers),
                        routes=copy.deepcopy(self.routes), analyze=self.analyze, export=copy.deepcopy(self.export),
-                       comparator="Deployment" in self.comparator, carriers=copy.deepcopy(self.carriers))
+                       comparator="Deployment" in self.comparator, carriers=copy.deepcopy(self.carriers),
+                       parity_jobs=copy.deepcopy(self.parity_jobs))
         p = plan_model_deployment(self.body, CONFIG, obs)
         for obj in p.apply:
             o = copy.deepcopy(obj)
@@ -73,6 +78,10 @@ class Sim:
             rev = labels.get(c.LABEL_REVISION)
             if labels.get(c.LABEL_COMPONENT) == "comparator":
                 self.comparator[o["kind"]] = o
+            elif o["kind"] == "Job":
+                self.parity_jobs[int(rev)] = (o, [])
+                if self.parity_verdict is not None:
+                    self.finish_parity(int(rev), self.parity_verdict)
             elif o["kind"] == "Deployment":
                 old = self.deps.get(int(rev))
                 gen = (old["metadata"]["generation"] + (old["spec"] != {"replicas": o["spec"].get("replicas", old["spec"].get("replicas"))})) if old else 1
@@ -107,11 +116,23 @@ class Sim:
         self.plans.append(p)
         return p
 
+    def finish_parity(self, rev: int, verdict: dict[str, Any]) -> None:
+        """The check Job's pod exits with `verdict` in its termination message, as modelpilot-parity does."""
+        import json
+
+        job, _ = self.parity_jobs[rev]
+        ok = bool(verdict.get("passed"))
+        job["status"] = {"conditions": [{"type": "Complete" if ok else "Failed", "status": "True"}]}
+        pod = {"metadata": {"name": f"{job['metadata']['name']}-x", "creationTimestamp": self.now()},
+               "status": {"phase": "Succeeded" if ok else "Failed", "containerStatuses": [
+                   {"name": "parity", "state": {"terminated": {"exitCode": 0 if ok else 1, "message": json.dumps(verdict)}}}]}}
+        self.parity_jobs[rev] = (job, [pod])
+
     def settle(self, limit: int = 30):
         """Reconcile until nothing changes (no writes, same status)."""
         for _ in range(limit):
-            before = copy.deepcopy((self.deps, self.routes, self.body.get("status")))
+            before = copy.deepcopy((self.deps, self.routes, self.body.get("status"), self.parity_jobs))
             p = self.reconcile()
-            if copy.deepcopy((self.deps, self.routes, self.body.get("status"))) == before:
+            if copy.deepcopy((self.deps, self.routes, self.body.get("status"), self.parity_jobs)) == before:
                 return p
         raise AssertionError(f"did not settle in {limit} reconciles; status: {self.status}")

@@ -70,3 +70,14 @@ def test_status_shows_the_latest_comparison_of_a_compared_shadow() -> None:
     assert "comparison: not available (services \"fraud-comparator\" not found)" in format_status(
         body, {"error": 'services "fraud-comparator" not found'})
     assert "comparison" not in format_status(body)
+
+
+def test_status_shows_the_canarys_passed_parity_check() -> None:
+    from modelpilot.cli import format_status
+
+    body = {"metadata": {"name": "lin", "namespace": "ml"}, "spec": {"rollout": {"strategy": "canary"}},
+            "status": {"phase": "Progressing", "canaryRevision": 3, "rollout": {"parity": {
+                "revision": 3, "passed": True, "message": "4 recorded inputs answered within atol=0.0001, rtol=0.001"}}}}
+    assert "  parity:    revision 3 passed: 4 recorded inputs answered within atol=0.0001, rtol=0.001" in format_status(body).splitlines()
+    body["status"]["canaryRevision"] = 4  # a newer revision: that check is not its own
+    assert "parity:" not in format_status(body)

@@ -4,6 +4,9 @@ here; tests/runtimes/test_comparator_torchserve.py runs it against a real TorchS
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from modelpilot.comparator.parity import ParityError, build_request, check_parity
@@ -78,11 +81,31 @@ def test_v2_answers() -> None:
 
 
 def test_the_cli_refuses_a_file_that_is_not_a_record(tmp_path, capsys) -> None:
-    from modelpilot.comparator.parity import main
+    from modelpilot_exporters.parity_check import main
 
     bad = tmp_path / "manifest.json"
     bad.write_text('{"kind": "ModelExportManifest"}')
-    assert main(["--record", str(bad), "--url", "http://127.0.0.1:9", "--protocol", "v2", "--model", "m"]) == 2
-    assert capsys.readouterr().err == (f"--record {bad}: no atol, rtol, inputs, outputs: not a parity record "
-                                       "(modelpilot_exporters writes parity/<target>.json)\n")
-    assert main(["--record", str(tmp_path / "nope.json"), "--url", "http://x", "--protocol", "v2", "--model", "m"]) == 2
+    term = tmp_path / "term"
+    os.environ["MODELPILOT_TERMINATION_LOG"] = str(term)
+    try:
+        assert main(["--record", str(bad), "--url", "http://127.0.0.1:9", "--protocol", "v2", "--model", "m"]) == 2
+        verdict = json.loads(capsys.readouterr().out)
+        assert verdict == {"passed": False, "samples": 0, "message": f"parity record file://{bad}: no atol, rtol, inputs, outputs: "
+                                                                    "not a parity record (modelpilot_exporters writes parity/<target>.json)"}
+        assert json.loads(term.read_text()) == verdict  # where the operator reads it
+        assert main(["--record", str(tmp_path / "nope.json"), "--url", "http://x", "--protocol", "v2", "--model", "m"]) == 2
+        assert f"parity record: file://{tmp_path}/nope.json: not found" in capsys.readouterr().out
+    finally:
+        del os.environ["MODELPILOT_TERMINATION_LOG"]
+
+
+def test_a_target_the_exporter_kept_no_record_for_passes_unchecked(tmp_path, capsys) -> None:
+    from modelpilot_exporters.parity_check import main
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"name": "e", "targets": [{"name": "big", "phase": "Succeeded", "format": "onnx",
+                                                             "uri": "file:///x.onnx", "parity": {"samples": 0, "skipped": "too big"}}]}))
+    assert main(["--uri", "export://e/big", "--manifest", f"file://{manifest}", "--url", "http://127.0.0.1:9",
+                 "--protocol", "v2", "--model", "m"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "passed": True, "samples": 0, "message": "target 'big' has no parity record (see its manifest entry): not checked"}

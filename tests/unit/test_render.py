@@ -226,3 +226,17 @@ def test_network_policy_is_off_by_default_and_admits_only_the_configured_peers()
     # No peers configured: no rule at all (a rule with an empty `from` would admit everyone).
     closed = build_network_policy(spec, parse_config({"networkPolicy": {"enabled": True}}))
     assert closed["spec"]["ingress"] == []
+
+
+def test_network_policy_admits_the_parity_check_of_an_export_model_unless_it_is_off() -> None:
+    from modelpilot.config import parse_config
+    from modelpilot.render import build_network_policy
+    config = parse_config({"networkPolicy": {"enabled": True}})
+    exported = md(model={"exportRef": {"name": "resnet-export"}})
+    check = {"from": [{"podSelector": {"matchLabels": {"modelpilot.io/model-deployment": "resnet",
+                                                       "app.kubernetes.io/component": "parity"}}}],
+             "ports": [{"protocol": "TCP", "port": 8000}]}
+    assert build_network_policy(parse_model_deployment(exported), config)["spec"]["ingress"] == [check]
+    exported["spec"]["rollout"] = {"parityCheck": {"enabled": False}}
+    assert build_network_policy(parse_model_deployment(exported), config)["spec"]["ingress"] == []
+    assert build_network_policy(parse_model_deployment(md()), config)["spec"]["ingress"] == []  # a uri model: no check

@@ -51,6 +51,15 @@ class ABTest:
 
 
 @dataclass(frozen=True)
+class ParityCheck:
+    """spec.rollout.parityCheck: replay the export's recorded inputs against a new revision before
+    it takes traffic (rollout/parity.py)."""
+
+    enabled: bool = True
+    timeout_seconds: int = 120
+
+
+@dataclass(frozen=True)
 class RolloutSpec:
     strategy: str = "direct"
     canary_steps: tuple[Mapping[str, Any], ...] = ()
@@ -59,6 +68,7 @@ class RolloutSpec:
     ab_test: ABTest = ABTest()
     analysis: Analysis | None = None  # background analysis from the first step to promotion
     progress_deadline_seconds: int = 600
+    parity_check: ParityCheck = ParityCheck()
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ def _opt_str(value: Any) -> str | None:
 
 def parse_rollout(r: Mapping[str, Any], strategy: str) -> RolloutSpec:
     bg, sh, ab = r.get("blueGreen") or {}, r.get("shadow") or {}, r.get("abTest") or {}
+    pc = r.get("parityCheck") or {}
     match = ab.get("match") or {}
     cookie = match.get("cookie")
     return RolloutSpec(
@@ -113,6 +124,8 @@ def parse_rollout(r: Mapping[str, Any], strategy: str) -> RolloutSpec:
                        duration=ab.get("duration") or None, analysis=ab.get("analysis") or None),
         analysis=r.get("analysis") or None,
         progress_deadline_seconds=spec_int_or_none(r.get("progressDeadlineSeconds"), "spec.rollout.progressDeadlineSeconds", 0) or 600,
+        parity_check=ParityCheck(enabled=bool(pc.get("enabled", True)),
+                                 timeout_seconds=spec_int(pc.get("timeoutSeconds"), "spec.rollout.parityCheck.timeoutSeconds", 120, 1)),
     )
 
 

@@ -6,15 +6,13 @@ that mis-parses the config, a broken handler), which a readiness probe cannot se
 The record is `parity.json`, written by the exporter beside each target (modelpilot_exporters.
 pipeline): `{"atol", "rtol", "inputs": [{"<name>": {"dtype", "data"}}], "outputs": [{"<name>":
 nested}]}`, one entry per sample. `check_parity` is pure (the HTTP call comes in as `send`);
-`python -m modelpilot.comparator.parity` runs it against a URL and exits 1 on a mismatch, with the
-result as JSON on stdout and in the termination message.
+`modelpilot-parity` (modelpilot_exporters.parity_check), the check Job's command, runs it against a
+revision's Service (rollout/parity.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -124,36 +122,3 @@ def http_sender(base_url: str, timeout: float) -> Send:
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise ParityError(f"{type(e).__name__}: {e}") from None
     return send
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m modelpilot.comparator.parity", description=__doc__)
-    p.add_argument("--record", required=True, help="parity.json (a path)")
-    p.add_argument("--url", required=True, help="base URL of the revision's Service")
-    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
-    p.add_argument("--model", required=True, help="the model's name in the runtime (spec.model.name)")
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.add_argument("--termination-log", default="/dev/termination-log")
-    a = p.parse_args(argv)
-    try:
-        with open(a.record) as f:
-            record = json.load(f)
-        missing = [k for k in ("atol", "rtol", "inputs", "outputs") if k not in record]
-        if missing:
-            raise ValueError(f"no {', '.join(missing)}: not a parity record (modelpilot_exporters writes parity/<target>.json)")
-    except (OSError, ValueError) as e:
-        print(f"--record {a.record}: {e}", file=sys.stderr)
-        return 2
-    result = check_parity(record, http_sender(a.url, a.timeout), a.protocol, a.model)
-    out = json.dumps(result.to_dict())
-    print(out)
-    try:
-        with open(a.termination_log, "w") as f:
-            f.write(out[:4000])
-    except OSError:
-        pass  # not in a container
-    return 0 if result.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,6 @@ compact JSON the exporter writes (see modelpilot_exporters.manifest).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from ..api.errors import SpecError
 from ..api.modelexport import parse_model_export
 from ..conditions import changed_conditions, set_condition
 from ..config import OperatorConfig
+from ..jobs import job_condition, termination
 from .job import CONTAINER, build_export_job, build_export_network_policy, build_spec_config_map, claim_fields
 
 ARTIFACT_FIELDS = ("name", "format", "uri", "sha256", "sizeBytes", "maxAbsError", "latencyMs", "sourceLatencyMs",
@@ -38,32 +38,6 @@ class ExportPlan:
     delete: list[tuple[str, str, str]] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-def _job_condition(job: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
-    for cond in ((job or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == ctype and cond.get("status") == "True":
-            return cond
-    return None
-
-
-def _termination(pods: list[Mapping[str, Any]], want_phase: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(parsed JSON result, raw message) from the newest pod in `want_phase` that left one."""
-    candidates = [p for p in pods if (p.get("status") or {}).get("phase") == want_phase]
-    candidates.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
-    for p in candidates:
-        for cs in (p.get("status") or {}).get("containerStatuses") or []:
-            if cs.get("name") != CONTAINER:
-                continue
-            msg = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-            if not msg:
-                continue
-            try:
-                parsed = json.loads(msg)
-                return (parsed if isinstance(parsed, dict) else None), msg
-            except ValueError:
-                return None, msg.strip().splitlines()[-1][:1024] if msg.strip() else None
-    return None, None
 
 
 def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed: ExportObserved) -> ExportPlan:
@@ -94,7 +68,7 @@ def plan_model_export(body: Mapping[str, Any], config: OperatorConfig, observed:
     policy = build_export_network_policy(body, config)
     plan.apply = [cm, job] if policy is None else [cm, policy, job]
     for g, old in observed.jobs.items():
-        active = not (_job_condition(old, "Complete") or _job_condition(old, "Failed"))
+        active = not (job_condition(old, "Complete") or job_condition(old, "Failed"))
         if g != gen and active:
             plan.delete.append(("Job", meta["namespace"], c.job_name(name, g)))
             plan.delete.append(("ConfigMap", meta["namespace"], c.job_name(name, g)))
@@ -123,8 +97,8 @@ def _job_phase(body: Mapping[str, Any], observed: ExportObserved, current: Mappi
     """(phase, reason, message) of the current generation's Job; a success records its artifacts in status."""
     if current is None:
         return "Pending", c.REASON_JOB_CREATED, f"Job {job_name} created"
-    if _job_condition(current, "Complete"):
-        result, raw = _termination(observed.pods, "Succeeded")
+    if job_condition(current, "Complete"):
+        result, raw = termination(observed.pods, "Succeeded", CONTAINER)
         if result is None or result.get("phase") != "Succeeded":
             return "Failed", c.REASON_RESULT_MISSING, (f"Job {job_name} succeeded but left no export result in its termination message"
                                                + (f": {raw}" if raw else ""))
@@ -133,9 +107,9 @@ def _job_phase(body: Mapping[str, Any], observed: ExportObserved, current: Mappi
             status["manifestUri"] = result["manifestUri"]
         _record_validation_inputs(status, result)
         return "Succeeded", c.REASON_EXPORT_SUCCEEDED, _succeeded_message(status["artifacts"])
-    failed = _job_condition(current, "Failed")
+    failed = job_condition(current, "Failed")
     if failed is not None:
-        result, raw = _termination(observed.pods, "Failed")
+        result, raw = termination(observed.pods, "Failed", CONTAINER)
         _record_validation_inputs(status, result)
         exporter_message = (result or {}).get("message") or raw
         return "Failed", c.REASON_EXPORT_FAILED, exporter_message or (
@@ -204,7 +178,7 @@ def _finished(status: Mapping[str, Any], gen: int, job_name: str) -> bool:
 
 
 def _failed_time(job: Mapping[str, Any] | None) -> str | None:
-    cond = _job_condition(job, "Failed")
+    cond = job_condition(job, "Failed")
     return (cond or {}).get("lastTransitionTime")
 
 

@@ -17,6 +17,7 @@ from ..config import OperatorConfig
 from ..kinds import CARRIER_KINDS
 from ..kube import KubeClient
 from ..rollout import Observed, Plan, completed_a_step, plan_model_deployment
+from ..rollout.parity import COMPONENT as PARITY
 from ..rollout.plan import AnalyzeFn
 from ..traffic.base import ROUTE_COMPONENTS
 from .apply import STALE, ApplyError, apply_and_report, apply_children
@@ -77,7 +78,20 @@ def observe(kube: KubeClient, store: Store, config: OperatorConfig, body: dict[s
                     network_policy=bool(store.owned("NetworkPolicy", namespace, name)),
                     comparator=any(((d.get("metadata") or {}).get("labels") or {}).get(c.LABEL_COMPONENT) == COMPARATOR
                                    for d in store.owned("Deployment", namespace, name)),
-                    carriers=_carriers(store, body))
+                    carriers=_carriers(store, body), parity_jobs=_parity_jobs(store, namespace, name))
+
+
+def _parity_jobs(store: Store, namespace: str, name: str) -> dict[int, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each revision's parity check Job with its pods (spec.rollout.parityCheck)."""
+    def check(obj: dict[str, Any]) -> int | None:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        rev = labels.get(c.LABEL_REVISION, "")
+        return int(rev) if labels.get(c.LABEL_COMPONENT) == PARITY and rev.isdigit() else None
+    pods: dict[int, list[dict[str, Any]]] = {}
+    for pod in store.owned("Pod", namespace, name):
+        if (rev := check(pod)) is not None:
+            pods.setdefault(rev, []).append(pod)
+    return {rev: (job, pods.get(rev, [])) for job in store.owned("Job", namespace, name) if (rev := check(job)) is not None}
 
 
 def _carriers(store: Store, body: dict[str, Any]) -> list[dict[str, Any]]:

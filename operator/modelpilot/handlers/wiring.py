@@ -16,10 +16,10 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from .. import constants as c
-from .. import metrics
+from .. import kinds, metrics
 from ..cache import Store
 from ..config import OperatorConfig, load_config
-from ..kinds import CARRIER_KINDS, CHILD_KINDS, CUSTOM_KINDS, OWNER_DEPLOYMENT, OWNER_EXPORT, SYNCED_KINDS
+from ..kinds import CARRIER_KINDS, CHILD_KINDS, CUSTOM_KINDS, SYNCED_KINDS
 from ..kube import KubeClient
 from ..leader import LEADER, LeaderElector
 from ..workqueue import WorkQueue, backoff
@@ -57,9 +57,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.idle_timeout = 1.0
     # Filter children on the apiserver, not in Kopf: a production cluster has thousands of Pods,
     # Services and ConfigMaps that are not ours, and each would cost a watch event and a worker.
-    managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
     for child in CHILD_KINDS:
-        settings.watching.label_selectors[child.group, child.plural] = managed + (f",{c.LABEL_EXPORT}" if child.owner == OWNER_EXPORT else "")
+        settings.watching.label_selectors[child.group, child.plural] = child.label_selector
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     RT.store = Store()
@@ -127,14 +126,13 @@ async def _sync_cache(loop: asyncio.AbstractEventLoop) -> dict[str, int]:
 
 def _initial_sync() -> dict[str, int]:
     counts: dict[str, int] = {}
-    selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
     carriers = {k.kind for k in CARRIER_KINDS}
     for kind in SYNCED_KINDS:
         own = kind in CUSTOM_KINDS or kind in carriers  # not filtered by our label
         items: list[dict[str, Any]] = []
         try:
             for ns in RT.namespaces or [None]:
-                items += RT.kube.list(kind, ns, None if own else selector)
+                items += RT.kube.list(kind, ns, None if own else kinds.get(kind).label_selector)
         except ApiException as e:
             if e.status == 404:  # an optional API (Gateway API, Istio) that is not installed
                 continue
@@ -221,10 +219,6 @@ async def on_model_export(event: dict[str, Any], body: Any, **_: Any) -> None:
 
 
 # A change to any child kind re-queues the ModelDeployment or ModelExport that owns it (by label).
-OWNER_LABELS: dict[str, dict[str, Any]] = {
-    OWNER_DEPLOYMENT: MANAGED,
-    OWNER_EXPORT: {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_EXPORT: kopf.PRESENT},
-}
 
 
 def _watch_child(group: str, version: str, plural: str, kind: str, labels: dict[str, Any]) -> None:
@@ -236,7 +230,7 @@ def _watch_child(group: str, version: str, plural: str, kind: str, labels: dict[
 
 
 for _child in CHILD_KINDS:
-    _watch_child(_child.group, _child.version, _child.plural, _child.kind, OWNER_LABELS[_child.owner or ""])
+    _watch_child(_child.group, _child.version, _child.plural, _child.kind, MANAGED)  # the watch's selector narrows further
 
 
 def _watch_carrier(group: str, version: str, plural: str, kind: str) -> None:

@@ -84,5 +84,6 @@ def resolve_export(md: ModelDeployment, body: Mapping[str, Any] | None) -> Expor
         return ExportResolution(problem=f"{ref}: artifact {art.get('name')!r} failed validation and the export's "
                                         "spec.validation.warnOnly is not set: it is not rolled out; fix the export, "
                                         "or set warnOnly to serve it anyway")
-    return ExportResolution(artifact=ExportArtifact(format=art.get("format", ""), manifest_uri=st["manifestUri"]),
+    return ExportResolution(artifact=ExportArtifact(format=art.get("format", ""), manifest_uri=st["manifestUri"],
+                                                            target=str(art.get("name") or "")),
                             digest=f"sha256:{art.get('sha256', '')}")

@@ -18,6 +18,7 @@ from .. import constants as c
 from ..clock import to_epoch, to_rfc3339
 from ..hashing import object_hash
 from ..traffic import RouteHealth, TrafficState, header_matches_from_spec, routed_replicas
+from . import parity
 from .control import abort
 from .model import Reconcile, ready_replicas, rollout_complete, spec_replicas
 from .revisions import Revisions
@@ -66,6 +67,8 @@ def _progress(rc: Reconcile, revs: Revisions, d: Decision, routing: RouteHealth)
     stable, target, total = d.stable or 0, revs.target, rc.total()
     d.canary = target
     step_index = _start_or_resume(rc, stable, target)
+    if not parity.gate(rc, stable, target):
+        return _hold_for_parity(rc, d, stable, target, step_index)
     _background_analysis(rc, stable, target)
     step_index = _advance(rc, stable, target, step_index, routing)
     rc.ro["step"] = d.step_index = step_index
@@ -81,6 +84,27 @@ def _progress(rc: Reconcile, revs: Revisions, d: Decision, routing: RouteHealth)
         rc.message = f"revision {target}: scaling to {total} replicas before the switch"
     else:
         _size_step(rc, d, stable, target, step_index)
+    return d
+
+
+def _hold_for_parity(rc: Reconcile, d: Decision, stable: int, target: int, step_index: int) -> Decision:
+    """The new revision is up, at the size its first step wants (one pod at least, to be checked),
+    while all traffic stays on stable; a check that outlasts progressDeadlineSeconds aborts."""
+    rc.ro["step"] = d.step_index = step_index
+    if "aborted" in rc.ro:
+        d.canary = None
+        rc.message = f"revision {target} was rolled back: {rc.ro['aborted']['message']}"
+        return d
+    if step_index < len(rc.steps):
+        rp = rc.router.replicas(rc.md, traffic_for(rc, stable, target, step_index, True), rc.total())
+        d.replicas_for[stable], d.replicas_for[target] = rp.stable, max(rp.canary, 1)
+    else:  # no steps (direct): the revision comes up whole and waits for the switch
+        d.replicas_for[target] = rc.total()
+    started = to_epoch(rc.ro.get("stepStartedAt") or rc.now_s)
+    deadline = float(rc.md.rollout.progress_deadline_seconds or DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    if rc.now - started > deadline:
+        abort(rc, target, c.ABORT_PROGRESS_DEADLINE, f"served-model parity not checked within progressDeadlineSeconds={int(deadline)}: {rc.message}")
+        d.canary = None
     return d
 
 
@@ -105,6 +129,7 @@ def _start_or_resume(rc: Reconcile, stable: int, target: int) -> int:
             rc.ro.setdefault("scaleDown", {})[str(rc.ro["revision"])] = rc.now_s  # superseded canary: at once
         rc.ro.update({"revision": target, "step": 0, "stepStartedAt": rc.now_s, "paused": False})
         rc.ro.pop("skip", None)
+        rc.ro.pop("parity", None)
         rc.ro.pop("aborted", None)  # an earlier revision's abort does not hold back a new one
         rc.analysis = {}
         rc.event("Normal", c.EVENT_ROLLOUT_STARTED, f"revision {target} rolls out by {rc.md.strategy} "
@@ -254,7 +279,7 @@ def _promote(rc: Reconcile, revs: Revisions, d: Decision, target: int) -> Decisi
         rc.ro.setdefault("scaleDown", {})[str(old)] = to_rfc3339(rc.now + delay)
         d.replicas_for[old] = total
         rc.event("Normal", c.EVENT_ROLLOUT_PROMOTED, f"revision {target} is stable and takes all traffic; revision {old} scales down in {delay}s")
-    for k in ("revision", "step", "stepStartedAt", "skip", "aborted"):
+    for k in ("revision", "step", "stepStartedAt", "skip", "aborted", "parity"):
         rc.ro.pop(k, None)
     if revs.pinned and target != revs.spec_rev:
         d.rolled_back = revs.spec_rev

@@ -37,6 +37,8 @@ class Observed:
     network_policy: bool = False  # the ModelDeployment's NetworkPolicy exists
     comparator: bool = False  # the shadow comparator's Deployment exists (spec.rollout.shadow.compare)
     carriers: Sequence[Mapping[str, Any]] = ()  # Gateways and GatewayClasses (kinds.CARRIER_KINDS), live
+    # revision -> (its parity check Job, that Job's pods) (spec.rollout.parityCheck, rollout/parity.py)
+    parity_jobs: Mapping[int, tuple[Mapping[str, Any], list[Mapping[str, Any]]]] = field(default_factory=dict)
 
 
 @dataclass
