@@ -120,3 +120,14 @@ def test_outcome_reads_the_verdict_or_why_there_is_none() -> None:
                                                                     "active longer than specified deadline"}
     done = {**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     assert outcome((done, []))["passed"] is False  # succeeded without a verdict: not a pass
+
+
+def test_a_rollout_in_flight_when_the_check_arrived_keeps_its_weight() -> None:
+    """An operator upgraded mid-rollout finds a canary at 50 % and no verdict: it does not pull the weight back."""
+    s = second_artifact(verdict=None)
+    s.body["spec"]["rollout"]["parityCheck"] = {"enabled": False}  # the old operator: no check
+    s.settle()
+    assert s.status["weights"]["canary"] == 50
+    del s.body["spec"]["rollout"]["parityCheck"]  # the new one checks, but not what already serves
+    s.settle()
+    assert s.parity_jobs == {} and s.status["weights"]["canary"] == 50 and "aborted" not in s.status["rollout"]

@@ -48,7 +48,7 @@ def gate(rc: Reconcile, stable: int | None, target: int) -> bool:
     if not wanted(rc, stable, target):
         return True
     done = rc.ro.get("parity") or {}
-    if done.get("revision") == target and done.get("passed"):
+    if done.get("revision") == target and done.get("passed") or _took_traffic(rc, target):
         return True
     verdict = outcome(rc.obs.parity_jobs.get(target))
     if verdict is None:
@@ -61,6 +61,15 @@ def gate(rc: Reconcile, stable: int | None, target: int) -> bool:
     abort(rc, target, c.ABORT_PARITY_FAILED, f"served-model parity check failed: {verdict['message']}; the revision "
           "answers differently from its export (set spec.rollout.parityCheck.enabled: false to roll it out anyway)")
     return False
+
+
+def _took_traffic(rc: Reconcile, target: int) -> bool:
+    """The rollout is past its first step, or the revision carries traffic: it started before this
+    operator checked parity (an upgrade mid-rollout). Holding it now would take its weight away."""
+    w = rc.status.get("weights") or {}
+    past_first = rc.ro.get("revision") == target and int(rc.ro.get("step") or 0) > 0
+    carries = rc.status.get("canaryRevision") == target and (int(w.get("canary") or 0) > 0 or int(w.get("mirror") or 0) > 0)
+    return past_first or carries
 
 
 def _start(rc: Reconcile, target: int) -> None:
