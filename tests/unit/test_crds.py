@@ -33,6 +33,7 @@ EXPECTED_SAMPLES = {
     "modeldeployment-triton-gpu.yaml",
     "modeldeployment-triton-cpu.yaml",
     "modeldeployment-canary.yaml",
+    "modeldeployment-exportref-parity.yaml",
     "modeldeployment-torchserve.yaml",
     "modeldeployment-tfserving.yaml",
 }
@@ -379,7 +380,8 @@ def test_sample_is_valid_and_documented(name):
     assert validate_object(doc) == []
     # Model locations follow the documented schemes, so the samples are copy-paste ready.
     uris = re.findall(r"\b(?:uri|samplesUri): (\S+)", text)
-    assert uris and all(re.match(r"^(file:///|pvc://|s3://|gs://|https?://)", u) for u in uris), uris
+    assert uris or "exportRef" in doc["spec"].get("model", {}), f"{name}: no model location"
+    assert all(re.match(r"^(file:///|pvc://|s3://|gs://|https?://)", u) for u in uris), uris
 
 
 @pytest.mark.parametrize("mutate,expected", [
@@ -414,6 +416,9 @@ def test_samples_show_what_they_promise():
     tfs = load_sample("modeldeployment-tfserving.yaml")["spec"]
     assert tfs["runtime"]["kind"] == "tfserving" and tfs["model"]["format"] == "savedmodel"
     assert load_sample("modelexport-pytorch-onnx.yaml")["spec"]["source"]["format"] == "pytorch"
+    exported = load_sample("modeldeployment-exportref-parity.yaml")["spec"]
+    assert exported["model"]["exportRef"] == {"name": load_sample("modelexport-pytorch-onnx.yaml")["metadata"]["name"], "target": "onnx"}
+    assert exported["rollout"]["parityCheck"]["enabled"] is True
     assert load_sample("modelexport-onnx-quantize.yaml")["spec"]["source"]["format"] == "onnx"
     tfl = load_sample("modelexport-tensorflow-tflite.yaml")["spec"]
     assert tfl["source"]["format"] == "tensorflow" and any(t["format"] == "tflite" for t in tfl["targets"])
