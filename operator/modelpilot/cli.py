@@ -130,8 +130,9 @@ def format_status(body: dict[str, Any], comparison: dict[str, Any] | None = None
         lines.append(f"  paused:    {st['pauseReason']}")
     if ro.get("aborted"):
         lines.append(f"  aborted:   revision {ro['aborted']['revision']}: {ro['aborted']['message']}")
-    if (ro.get("parity") or {}).get("revision") == st.get("canaryRevision"):
-        lines.append(f"  parity:    revision {ro['parity']['revision']} passed: {ro['parity'].get('message', '')}")
+    parity = ro.get("parity") or {}
+    if parity and parity.get("revision") == st.get("canaryRevision"):
+        lines.append(f"  parity:    revision {parity['revision']} passed: {parity.get('message', '')}")
     if comparison is not None:
         lines.extend(format_comparison(comparison))
     runs = (st.get("analysis") or {}).get("runs") or {}

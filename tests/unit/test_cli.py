@@ -81,3 +81,5 @@ def test_status_shows_the_canarys_passed_parity_check() -> None:
     assert "  parity:    revision 3 passed: 4 recorded inputs answered within atol=0.0001, rtol=0.001" in format_status(body).splitlines()
     body["status"]["canaryRevision"] = 4  # a newer revision: that check is not its own
     assert "parity:" not in format_status(body)
+    promoted = {**body, "status": {"phase": "Ready", "stableRevision": 4, "rollout": {}}}  # no canary, no check
+    assert "parity:" not in format_status(promoted)
