@@ -33,6 +33,18 @@ def _config(network_policy: bool):
     return parse_config(data)
 
 
+def _export_of(md: dict) -> dict | None:
+    """The succeeded ModelExport an exportRef sample serves (its artifact in the format the runtime serves)."""
+    ref = md["spec"]["model"].get("exportRef")
+    if not ref:
+        return None
+    fmt = {"triton": "onnx", "torchserve": "torchscript", "tfserving": "savedmodel"}[md["spec"]["runtime"]["kind"]]
+    return {"metadata": {"name": ref["name"]}, "status": {
+        "phase": "Succeeded", "manifestUri": f"pvc://models/{ref['name']}/exported/manifest.json",
+        "artifacts": [{"name": ref.get("target") or fmt, "format": fmt, "sha256": "0" * 64,
+                       "uri": f"pvc://models/{ref['name']}/exported/{fmt}/model"}]}}
+
+
 def _rendered(network_policy: bool) -> list[dict]:
     """Every object the operator would apply for the samples, and the chart's objects."""
     config = _config(network_policy)
@@ -42,7 +54,8 @@ def _rendered(network_policy: bool) -> list[dict]:
             doc.setdefault("metadata", {}).setdefault("namespace", "ml")
             doc["metadata"].setdefault("uid", "uid-1")
             if doc["kind"] == "ModelDeployment":
-                plan = plan_model_deployment(doc, config, Observed(deployments={}, nodes=None, now="2026-01-01T00:00:00Z"))
+                plan = plan_model_deployment(doc, config, Observed(deployments={}, nodes=None, now="2026-01-01T00:00:00Z",
+                                                                   export=_export_of(doc)))
                 assert plan.apply, f"{path.name}: {plan.status.get('message')}"
                 objs += plan.apply
             else:
