@@ -27,7 +27,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconcile import LOCAL, METRICS_PORT, REPO, audit_write_uris, bench_arguments, create, delete_namespace, kube, metric, namespace, rss_mb, start_operator
+from reconcile import (LOCAL, METRICS_PORT, REPO, audit_write_uris, bench_arguments, create, delete_namespace_and_wait, kube, metric,
+                       namespace, rss_mb, start_operator)
 
 sys.path.insert(0, str(REPO))
 import kubelet_run  # noqa: E402  (hack/testbed, on the path through reconcile)
@@ -177,7 +178,7 @@ def main() -> int:
         proc.terminate()
         proc.wait(timeout=30)
         uris = audit_write_uris(since, ns)
-        delete_namespace(k, ns)
+        delete_namespace_and_wait(k, ns)  # the next run must not meet (and cache) this one's objects
         k._call("DELETE", f"/api/v1/persistentvolumes/{ns}-models")
     writes, objects = len(uris), args.n + args.exports + 1
     # Writes to the objects themselves (their status): the most any one object got.
