@@ -27,8 +27,20 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconcile import (LOCAL, METRICS_PORT, REPO, audit_write_uris, bench_arguments, create, delete_namespace_and_wait, kube, metric,
-                       namespace, rss_mb, start_operator)
+from reconcile import (
+    LOCAL,
+    METRICS_PORT,
+    REPO,
+    audit_write_uris,
+    bench_arguments,
+    create,
+    delete_namespace_and_wait,
+    kube,
+    metric,
+    namespace,
+    rss_mb,
+    start_operator,
+)
 
 sys.path.insert(0, str(REPO))
 import kubelet_run  # noqa: E402  (hack/testbed, on the path through reconcile)

@@ -8,6 +8,7 @@ everything from the whole observed state and a missed event or a restart changes
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -93,7 +94,20 @@ def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
         st = out.get("status") or {}
         out["status"] = {"allocatable": st.get("allocatable")}
         meta.pop("annotations", None)
-    return out
+    return _interned(out)
+
+
+def _interned(value: Any) -> Any:
+    """The same data with its keys and short strings shared: every cached object repeats the same
+    label keys and values, owner references and annotation names, and a parsed JSON document holds
+    its own copy of each (tens of bytes apiece, thousands of objects)."""
+    if isinstance(value, dict):
+        return {sys.intern(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if isinstance(value, str) and len(value) <= 64:
+        return sys.intern(value)
+    return value
 
 
 def _rv(body: Mapping[str, Any] | None) -> int:
