@@ -85,7 +85,11 @@ def run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     if record is None:
         return 0, {"passed": True, "samples": 0, "message": f"{what} has no parity record (see its manifest entry): not checked"}
     wait_reachable(args.url, args.timeout)
-    result = check_parity(record, http_sender(args.url, args.timeout), args.protocol, args.model)
+    try:
+        result = check_parity(record, http_sender(args.url, args.timeout), args.protocol, args.model)
+    except (KeyError, TypeError, ValueError) as e:  # entries without dtype/data, inputs and outputs of unequal length
+        raise InputError(f"parity record {what}: malformed ({type(e).__name__}: {e}); the exporter writes "
+                         '{"inputs": [{"<name>": {"dtype", "data"}}], "outputs": [{"<name>": values}]}, one entry per sample') from e
     return (0 if result.passed else EXIT_EXPORT_FAILED), result.to_dict()
 
 

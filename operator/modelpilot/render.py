@@ -86,7 +86,7 @@ def model_source(md: ModelDeployment) -> str:
     return f"export://{md.model.export_name}" + (f"/{md.model.export_target}" if md.model.export_target else "")
 
 
-def _source_claims(md: ModelDeployment, export: ExportArtifact | None, mount: bool) -> list[str]:
+def source_claims(md: ModelDeployment, export: ExportArtifact | None, mount: bool) -> list[str]:
     """PersistentVolumeClaims the storage initializer reads: of spec.model.uri and of the export's manifest.
 
     The operator mounts them unless its config says `mountPvcSources: false` (the local test bed,
@@ -153,7 +153,7 @@ def build_revision_deployment(md: ModelDeployment, revision: int, config: Operat
                               mount_pvc_sources: bool = False) -> dict[str, Any]:
     """The revision's Deployment. `replicas=None` leaves the field to an HPA (server-side apply ownership)."""
     md = effective(md, export)
-    claims = _source_claims(md, export, mount_pvc_sources)
+    claims = source_claims(md, export, mount_pvc_sources)
     signature = signature or (export.signature if export else None)
     runtime = get_runtime(md.runtime.kind)
     sched = scheduling_for(md.placement, config)

@@ -109,3 +109,13 @@ def test_a_target_the_exporter_kept_no_record_for_passes_unchecked(tmp_path, cap
                  "--protocol", "v2", "--model", "m"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "passed": True, "samples": 0, "message": "target 'big' has no parity record (see its manifest entry): not checked"}
+
+
+def test_a_malformed_record_is_a_message_not_a_traceback(tmp_path, capsys) -> None:
+    from modelpilot_exporters.parity_check import main
+
+    record = tmp_path / "parity.json"
+    record.write_text(json.dumps({"atol": 1e-4, "rtol": 1e-3, "inputs": [{"x": {"data": [[1.0]]}}], "outputs": []}))
+    assert main(["--record", str(record), "--url", "http://127.0.0.1:9", "--protocol", "v2", "--model", "m", "--timeout", "0.1"]) == 2
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["passed"] is False and verdict["message"].startswith(f"parity record file://{record}: malformed (ValueError: ")

@@ -21,8 +21,7 @@ from ..comparator.compare import RUNTIME_PROTOCOLS
 from ..config import OperatorConfig
 from ..jobs import job_condition, termination
 from ..placement import Scheduling
-from ..render import PVC_ROOT, ExportArtifact, labels, owner_reference
-from ..uris import pvc_claim
+from ..render import PVC_ROOT, ExportArtifact, labels, owner_reference, source_claims
 from .control import abort
 from .model import Reconcile, ready_replicas
 
@@ -105,7 +104,7 @@ def outcome(job_and_pods: tuple[Mapping[str, Any], list[Mapping[str, Any]]] | No
 def build_parity_job(md: ModelDeployment, revision: int, art: ExportArtifact | None, config: OperatorConfig,
                      scheduling: Scheduling) -> dict[str, Any]:
     assert art is not None
-    claims = sorted({cl for cl in [pvc_claim(art.manifest_uri)] if cl}) if config.mount_pvc_sources else []
+    claims = source_claims(md, art, config.mount_pvc_sources)  # the storage initializer's claims: the manifest's
     url = f"http://{c.revision_name(md.name, revision)}.{md.namespace}.svc:{md.port}"
     args = [f"--uri=export://{md.model.export_name}/{art.target}", f"--manifest={art.manifest_uri}", f"--url={url}",
             f"--protocol={RUNTIME_PROTOCOLS[md.runtime.kind]}", f"--model={md.model.name}",
