@@ -51,8 +51,10 @@ class Dashboard:
         self.port, self.url = port, f"http://127.0.0.1:{port}/"
         exe = str(Path(sys.executable).with_name("kubectl-modelpilot"))
         env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECTL=KUBECTL)
+        # Started as a non-interactive shell starts a background job (CI's case): SIGINT ignored.
         self.proc = subprocess.Popen([exe, "dashboard", "--port", str(port), *args], env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
     def wait_ready(self, timeout: float = 30) -> "Dashboard":
         deadline = time.time() + timeout
@@ -71,7 +73,9 @@ class Dashboard:
         out, _ = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, out
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """Ctrl-C; the seconds it took to exit (10 and a SIGKILL if it did not)."""
+        t = time.monotonic()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -79,6 +83,7 @@ class Dashboard:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return time.monotonic() - t
 
 
 @pytest.fixture

@@ -316,6 +316,10 @@ def test_read_only_shows_no_buttons_and_refuses_actions(kubectl: Kubectl, kubeco
               body: JSON.stringify({namespace: arguments[0], name: 'viewed', action: 'abort'})})
           .then(r => r.json().then(j => done([r.status, j.message])));""", namespace)
     assert refused[0] == 403 and "read-only" in refused[1]
+    # Ctrl-C stops it at once, also when it was started with SIGINT ignored (a background job of a
+    # script: it used to wait for a SIGKILL).
+    took = dash.stop()
+    assert dash.proc.returncode == 0 and took < 5, f"the dashboard took {took:.1f}s to stop (exit {dash.proc.returncode})"
 
 
 def test_rbac_limited_user_sees_only_their_namespace(kubectl: Kubectl, kubeconfig: str, namespace: str, dash_operator: Operator,

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -98,6 +99,17 @@ async def _serve(settings: Any, api_client: Any) -> None:
         host = settings.address if ":" not in settings.address else f"[{settings.address}]"
         print(f"modelpilot dashboard for {where}{' (read-only)' if settings.read_only else ''}: "
               f"http://{host}:{settings.port}/  (Ctrl-C to stop)", flush=True)
-        await asyncio.Event().wait()
+        await _until_stopped()
     finally:
         await runner.cleanup()
+
+
+async def _until_stopped() -> None:
+    """Return on SIGINT or SIGTERM. Handlers of our own: a process started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    (Ctrl-C, or `kill -INT` from a script, did nothing until a SIGKILL)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
