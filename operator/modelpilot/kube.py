@@ -112,9 +112,10 @@ class KubeClient:
         return (self._call("GET", path_for(kind, namespace), query=query) or {}).get("items") or []
 
     # ---- writes ----
-    def apply(self, obj: dict[str, Any], live: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def apply(self, obj: dict[str, Any], live: Mapping[str, Any] | None, force: bool = True) -> dict[str, Any] | None:
         """Server-side apply `obj` unless `live` already carries its hash (and its replicas: `scale` changes
-        them with a merge patch that leaves the hash alone). Returns the new live object or None."""
+        them with a merge patch that leaves the hash alone). Returns the new live object or None.
+        force=False: a field another manager holds with another value is a 409, not taken over."""
         desired = copy.deepcopy(obj)
         h = object_hash(desired)
         live_hash = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_SPEC_HASH)
@@ -125,7 +126,7 @@ class KubeClient:
         meta = desired["metadata"]
         path = path_for(desired["kind"], meta.get("namespace"), meta["name"])
         return self._call("PATCH", path, body=desired, content_type="application/apply-patch+yaml",
-                          query=[("fieldManager", c.FIELD_MANAGER), ("force", "true")])
+                          query=[("fieldManager", c.FIELD_MANAGER), ("force", "true" if force else "false")])
 
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any] | None:
         """Set replicas through the main resource with a merge patch (a field no apply of ours sends for

@@ -64,3 +64,25 @@ def test_a_generated_name_another_deployment_owns_is_never_taken_over(kubectl: K
     assert svc["metadata"]["ownerReferences"][0] == owner_before, "the other ModelDeployment's Service was taken over"
     assert svc["spec"]["selector"]["modelpilot.io/model-deployment"] == "coll-r1"
     assert md_status(kubectl, namespace, "coll-r1").get("phase") == "Ready"
+
+
+def test_a_name_held_outside_modelpilot_is_refused_by_the_apiserver_itself(kubectl: Kubectl, namespace: str, operator: Operator) -> None:
+    """Names the operator's watch cache cannot see (no modelpilot labels): a Service created by hand,
+    and one another controller holds. The first apply of a new child (no force) is refused by the
+    apiserver, atomically, and the condition names the holder; neither object is changed."""
+    kubectl("-n", namespace, "create", "service", "clusterip", "byhand-r1", "--tcp=5000:5000")
+    kubectl("-n", namespace, "create", "configmap", "holder")
+    holder_uid = get(kubectl, namespace, "configmap", "holder")["metadata"]["uid"]
+    held = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "held-r1", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "holder", "uid": holder_uid, "controller": True}]},
+        "spec": {"ports": [{"port": 5000}]}}
+    kubectl("-n", namespace, "create", "-f", "-", input=yaml.safe_dump(held))
+    before = {n: get(kubectl, namespace, "service", n) for n in ("byhand-r1", "held-r1")}
+    for name in ("byhand", "held"):
+        kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(md(name)))
+    assert "no owner" in ready_condition(kubectl, namespace, "byhand", "NameConflict")["message"]
+    assert "ConfigMap holder" in ready_condition(kubectl, namespace, "held", "NameConflict")["message"]
+    time.sleep(2)
+    for name, svc in before.items():
+        after = get(kubectl, namespace, "service", name)
+        assert after["metadata"]["resourceVersion"] == svc["metadata"]["resourceVersion"], f"{name} was changed"

@@ -127,20 +127,32 @@ def test_an_apply_failure_is_reported_once_and_keeps_the_other_events() -> None:
 
 
 class RecordingKube:
-    """The three calls apply_children makes on a cache miss or a write; records the writes."""
+    """The calls apply_children makes; an apply without force on an existing object fails as the
+    apiserver's does (422 for a second controller reference, 409 for fields another manager holds)."""
 
     def __init__(self, live: dict[str, dict[str, Any]]) -> None:
-        self.live, self.deleted, self.applied = live, [], []
+        self.live, self.deleted, self.applied, self.gets = live, [], [], []
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets.append(name)
         return self.live.get(name)
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         self.deleted.append(name)
         return True
 
-    def apply(self, obj: dict[str, Any], live: Any) -> None:
-        self.applied.append(obj["metadata"]["name"])
+    def apply(self, obj: dict[str, Any], live: Any, force: bool = True) -> None:
+        from kubernetes.client.exceptions import ApiException
+        name = obj["metadata"]["name"]
+        existing = self.live.get(name)
+        if existing is not None and not force:
+            refs = existing["metadata"].get("ownerReferences") or []
+            if refs and refs[0]["uid"] != obj["metadata"]["ownerReferences"][0]["uid"]:
+                raise ApiException(status=422, reason="Invalid", body="Only one reference can have Controller set to true")
+            raise ApiException(status=409, reason="Conflict", body="Apply failed with 1 conflict")
+        if obj.get("invalid"):
+            raise ApiException(status=422, reason="Invalid", body='{"message": "spec.ports[0].port: Invalid value: 0"}')
+        self.applied.append((name, force))
 
 
 def test_history_cleanup_deletes_only_what_the_owner_holds() -> None:
@@ -151,10 +163,31 @@ def test_history_cleanup_deletes_only_what_the_owner_holds() -> None:
     owner = {"metadata": {"name": "foo", "uid": "u-foo"}}
     apply_children(kube, Store(), owner, [], delete=[("Service", "ns", "foo-r1"), ("Service", "ns", "foo-r2")])  # type: ignore[arg-type]
     assert kube.deleted == ["foo-r2"], "deleted the Service another ModelDeployment owns"
-    svc = {"kind": "Service", "metadata": {"name": "foo-r1", "namespace": "ns"}}
+    svc = {"kind": "Service", "metadata": {"name": "foo-r1", "namespace": "ns", "ownerReferences": ref("u-foo", "foo-r1")["metadata"]["ownerReferences"]}}
     with pytest.raises(ApplyError) as err:
         apply_children(kube, Store(), owner, [svc])  # type: ignore[arg-type]
     assert err.value.reason == "NameConflict" and "ModelDeployment foo-r1" in err.value.message and kube.applied == []
+
+
+def test_a_new_child_is_one_request_and_a_taken_name_is_found_by_the_apiserver() -> None:
+    """A child the cache lacks is applied once without force (no GET first): the apiserver refuses
+    a name someone else holds, and only then a GET names the holder."""
+    from modelpilot.handlers.apply import ApplyError, apply_children
+    owner = {"metadata": {"name": "foo", "uid": "u-foo"}}
+    ref = [{"kind": "ModelDeployment", "name": "foo", "uid": "u-foo", "controller": True}]
+    child = lambda name, **kw: {"kind": "Service", "metadata": {"name": name, "namespace": "ns", "ownerReferences": ref}, **kw}  # noqa: E731
+    mine = {"metadata": {"name": "foo-r3", "ownerReferences": ref}}
+    kube = RecordingKube({"foo-r1": {"metadata": {"name": "foo-r1"}}, "foo-r3": mine})
+    apply_children(kube, Store(), owner, [child("foo-r2")])  # type: ignore[arg-type]
+    assert (kube.applied, kube.gets) == ([("foo-r2", False)], []), "a new child costs one apply and no GET"
+    with pytest.raises(ApplyError) as err:
+        apply_children(kube, Store(), owner, [child("foo-r1")])  # type: ignore[arg-type]
+    assert err.value.reason == "NameConflict" and "no owner" in err.value.message and kube.gets == ["foo-r1"]
+    apply_children(kube, Store(), owner, [child("foo-r3")])  # type: ignore[arg-type]
+    assert kube.applied[-1] == ("foo-r3", True), "ours, only not cached yet: applied again, with force"
+    with pytest.raises(ApplyError) as err:
+        apply_children(kube, Store(), owner, [child("foo-r4", invalid=True)])  # type: ignore[arg-type]
+    assert err.value.reason == "ApplyFailed" and "spec.ports[0].port" in err.value.message and kube.gets == ["foo-r1", "foo-r3"]
 
 
 def test_analysis_measurements_keep_their_interval_although_status_times_have_whole_seconds() -> None:
