@@ -48,9 +48,26 @@ RECONCILERS = {"ModelDeployment": modeldeployment.reconcile, "ModelExport": mode
 MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf's diff base serves on.create/on.update handlers, which diff an object's old and new
+    essence. Only on.event handlers are registered here, yet Kopf built the essence (a deep copy of
+    the whole body) for every watch event: 15 % of the operator's CPU at N=1000 (py-spy). Nothing
+    is built, stored or read."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own Events, on transitions only
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.batching.batch_window = 0.01
     # Kopf keeps a worker task (and its queue) per object until it has been idle this long; at
     # thousands of objects the default 5 s holds a burst's memory for longer than it needs.
