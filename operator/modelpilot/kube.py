@@ -8,7 +8,6 @@ already carries the hash of what we would send: a resync with nothing changed wr
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -116,14 +115,14 @@ class KubeClient:
         """Server-side apply `obj` unless `live` already carries its hash (and its replicas: `scale` changes
         them with a merge patch that leaves the hash alone). Returns the new live object or None.
         force=False: a field another manager holds with another value is a 409, not taken over."""
-        desired = copy.deepcopy(obj)
+        desired = dict(obj)  # a copy deep enough for the one annotation added below
         h = object_hash(desired)
         live_hash = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_SPEC_HASH)
         want = (desired.get("spec") or {}).get("replicas")
         if live is not None and live_hash == h and (want is None or (live.get("spec") or {}).get("replicas") == want):
             return None
-        desired.setdefault("metadata", {}).setdefault("annotations", {})[c.ANNOTATION_SPEC_HASH] = h
-        meta = desired["metadata"]
+        meta = desired["metadata"] = dict(desired.get("metadata") or {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), c.ANNOTATION_SPEC_HASH: h}
         path = path_for(desired["kind"], meta.get("namespace"), meta["name"])
         return self._call("PATCH", path, body=desired, content_type="application/apply-patch+yaml",
                           query=[("fieldManager", c.FIELD_MANAGER), ("force", "true" if force else "false")])
