@@ -12,7 +12,8 @@
 4. RSS: the operator's peak resident memory (VmHWM, `rss_mb`) and, after the idle resync, its
    resident memory then (VmRSS, `rss_settled_mb`).
 
-Prints one JSON line last: {"n", "seconds", "floor_seconds", "ratio", "idle_writes", "rss_mb"}.
+Prints one JSON line last: {"n", "seconds", "floor_seconds", "ratio", "idle_writes", "rss_mb",
+"rss_settled_mb", "requests_per_object": [floor, operator], "cpu_ms_per_object": [floor, operator]}.
 Needs the local control plane (hack/local-up.sh) and stops any operator that local-up started.
 """
 
@@ -164,6 +165,18 @@ def metric(name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_sent() -> float:
+    """The requests this process's KubeClient sent (the floor's), from the operator's own counter."""
+    from modelpilot import metrics as m
+    return sum(s.value for metric in m.API_REQUESTS.collect() for s in metric.samples if s.name.endswith("_total"))
+
+
 def rss_mb(pid: int, field: str = "VmHWM") -> float:
     """VmHWM: the peak resident set; VmRSS: the resident set now."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -238,7 +251,9 @@ def main() -> int:
     ns_floor = f"bench-floor-{stamp}"
     namespace(k, ns_floor)
     print(f"floor: {args.n} ModelDeployments by a bare client ...", file=sys.stderr)
+    cpu0, req0 = time.process_time(), requests_sent()
     floor_s = floor(k, ns_floor, args.n, args.replicas, args.workers)
+    floor_cpu, floor_req = time.process_time() - cpu0, requests_sent() - req0
     print(f"floor: {floor_s:.1f}s", file=sys.stderr)
     # The operator must not start while the floor's objects still exist: it would reconcile them.
     delete_namespace_and_wait(k, ns_floor)
@@ -249,7 +264,9 @@ def main() -> int:
         ns = f"bench-op-{stamp}"
         namespace(k, ns)
         print(f"operator: {args.n} ModelDeployments ...", file=sys.stderr)
+        cpu0, req0 = cpu_seconds(proc.pid), metric("modelpilot_kube_requests_total")
         op_s = time_to_ready(k, ns, [md_body(f"m{i}", args.replicas) for i in range(args.n)], args.workers, log=log)
+        op_cpu, op_req = cpu_seconds(proc.pid) - cpu0, metric("modelpilot_kube_requests_total") - req0
         print(f"operator: {op_s:.1f}s", file=sys.stderr)
         idle = idle_resync_writes(ns)
         rss = rss_mb(proc.pid)
@@ -260,7 +277,11 @@ def main() -> int:
     delete_namespace_and_wait(k, ns)  # the next run's floor must not share the apiserver with this deletion
     print(json.dumps({"n": args.n, "seconds": round(op_s, 2), "floor_seconds": round(floor_s, 2),
                       "ratio": round(op_s / floor_s, 3), "idle_writes": idle, "rss_mb": round(rss, 1),
-                      "rss_settled_mb": round(rss_settled, 1)}))
+                      "rss_settled_mb": round(rss_settled, 1),
+                      # per object: requests sent (the floor's creates included, the operator's watches not)
+                      # and CPU seconds of the client (the floor's process, the operator's)
+                      "requests_per_object": [round(floor_req / args.n, 2), round(op_req / args.n, 2)],
+                      "cpu_ms_per_object": [round(1000 * floor_cpu / args.n, 2), round(1000 * op_cpu / args.n, 2)]}))
     return 0
 
 
