@@ -13,7 +13,8 @@
    resident memory then (VmRSS, `rss_settled_mb`).
 
 Prints one JSON line last: {"n", "seconds", "floor_seconds", "ratio", "idle_writes", "rss_mb",
-"rss_settled_mb", "requests_per_object": [floor, operator], "cpu_ms_per_object": [floor, operator]}.
+"rss_settled_mb", "requests_per_object": [floor, operator], "cpu_ms_per_object": [floor, operator],
+"reconciles_per_object"}.
 Needs the local control plane (hack/local-up.sh) and stops any operator that local-up started.
 """
 
@@ -264,9 +265,10 @@ def main() -> int:
         ns = f"bench-op-{stamp}"
         namespace(k, ns)
         print(f"operator: {args.n} ModelDeployments ...", file=sys.stderr)
-        cpu0, req0 = cpu_seconds(proc.pid), metric("modelpilot_kube_requests_total")
+        cpu0, req0, rec0 = cpu_seconds(proc.pid), metric("modelpilot_kube_requests_total"), metric("modelpilot_reconcile_total")
         op_s = time_to_ready(k, ns, [md_body(f"m{i}", args.replicas) for i in range(args.n)], args.workers, log=log)
         op_cpu, op_req = cpu_seconds(proc.pid) - cpu0, metric("modelpilot_kube_requests_total") - req0
+        op_rec = metric("modelpilot_reconcile_total") - rec0
         print(f"operator: {op_s:.1f}s", file=sys.stderr)
         idle = idle_resync_writes(ns)
         rss = rss_mb(proc.pid)
@@ -281,7 +283,8 @@ def main() -> int:
                       # per object: requests sent (the floor's creates included, the operator's watches not)
                       # and CPU seconds of the client (the floor's process, the operator's)
                       "requests_per_object": [round(floor_req / args.n, 2), round(op_req / args.n, 2)],
-                      "cpu_ms_per_object": [round(1000 * floor_cpu / args.n, 2), round(1000 * op_cpu / args.n, 2)]}))
+                      "cpu_ms_per_object": [round(1000 * floor_cpu / args.n, 2), round(1000 * op_cpu / args.n, 2)],
+                      "reconciles_per_object": round(op_rec / args.n, 2)}))
     return 0
 
 
