@@ -63,7 +63,9 @@ class Operator:
                 time.sleep(0.3)
         raise RuntimeError(f"operator not healthy in 60s; see {self.log_path}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> float:
+        """Send `sig`; the seconds until the process was gone (20 and a SIGKILL if it did not go)."""
+        t = time.monotonic()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -72,6 +74,7 @@ class Operator:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        return time.monotonic() - t
 
     def restart(self) -> None:
         self.stop()
