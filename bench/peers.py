@@ -418,8 +418,12 @@ def reconcile_kserve(k, n: int, workers: int) -> dict:
         finally:
             for h in hooks:
                 kubectl("delete", h["kind"].lower(), h["metadata"]["name"], "--ignore-not-found")
-            # Its finalizers need it running while the namespace goes.
-            rc.delete_namespace_and_wait(k, ns)
+            # Its finalizers need it running while its InferenceServices go (--smoke: only those).
+            if SETTLE:
+                rc.delete_namespace_and_wait(k, ns)
+            else:
+                kubectl("-n", ns, "delete", "inferenceservices", "--all", "--timeout=60s")
+                settle_namespace(k, ns)
             kserve.stop()
     return {"system": "kserve", "seconds": round(t, 2), "idle_writes": idle, "rss_mb": round(rss, 1)}
 
@@ -530,6 +534,7 @@ def main() -> int:
     if args.smoke:
         SETTLE = False
         args.n, args.only, resync, IDLE_S = [10], ["reconcile"], 4.0, 5.0
+        rc.IDLE_POLL_S = 1.0
     if not (LOCAL / "kubeconfig").exists():
         raise SystemExit("no local control plane: run hack/local-up.sh first")
     rc.stop_local_up_operator(LOCAL)

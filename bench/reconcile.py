@@ -215,6 +215,9 @@ def bench_arguments(doc: str, n: int, replicas: int) -> argparse.ArgumentParser:
     return ap
 
 
+IDLE_POLL_S = 3.0  # how long the request counter must stand still to call the operator idle
+
+
 def idle_resync_writes(ns: str) -> int:
     """The operator's writes in `ns` during one periodic resync, once it is idle."""
     # Idle means: the queue is drained and the operator has stopped sending requests.
@@ -224,7 +227,7 @@ def idle_resync_writes(ns: str) -> int:
         if now_requests == requests and metric("modelpilot_workqueue_depth") == 0:
             break
         requests = now_requests
-        time.sleep(3)
+        time.sleep(IDLE_POLL_S)
     since = datetime.now(UTC)
     resyncs = metric("modelpilot_resyncs_total")
     while metric("modelpilot_resyncs_total") < resyncs + 1:
