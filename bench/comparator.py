@@ -30,6 +30,8 @@ import sys
 import time
 import urllib.request
 
+from reconcile import cpu_seconds  # the bench's one reader of /proc/PID/stat
+
 BACKEND = r'''
 import json, random, sys
 from aiohttp import web
@@ -79,11 +81,6 @@ async def load(url: str, body: bytes, seconds: float, concurrency: int) -> list[
                 latencies.append(time.perf_counter() - t)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

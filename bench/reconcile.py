@@ -116,6 +116,8 @@ def time_to_ready(k: KubeClient, ns: str, bodies: list[dict], workers: int, path
         stream = kubernetes.watch.Watch().stream(api.list_namespaced_custom_object, group, version, ns, plural,
                                                  resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=60)
         for ev in stream:
+            if ev["type"] == "ERROR":  # e.g. 410 Gone: list again
+                break
             obj = ev["object"]
             state[obj["metadata"]["name"]] = ev["type"] != "DELETED" and ready(obj)
             if sum(state.values()) == len(bodies):

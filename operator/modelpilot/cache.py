@@ -26,7 +26,7 @@ class Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # Per kind, so that `all(kind)` does not walk every object of every kind: a reconcile reads
-        # all Nodes, and at N=1000 that walk over ~6,000 objects was quadratic in the fleet.
+        # all Nodes, and at N=1000 that walk over ~5,000 objects was quadratic in the fleet.
         self._kinds: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
         self._by_owner: dict[tuple[str, str, str], set[Key]] = defaultdict(set)  # (kind, ns, "label=owner") -> keys
         self.nodes_synced = False

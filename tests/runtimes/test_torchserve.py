@@ -128,8 +128,8 @@ def serve(tmp_path: Path):
         return inference, management, repo
 
     yield start
-    # SIGKILL to each group at once: a graceful TorchServe stop takes 5-15 s per server, and nothing
-    # here needs it (the test's directories are thrown away). The Java frontend and the Python
+    # SIGKILL to each group at once: a graceful TorchServe stop takes seconds per server, and
+    # nothing here needs it (the test's directories are thrown away). The Java frontend and the Python
     # workers share the group: nothing may outlive the test.
     for proc in procs:
         try:

@@ -228,7 +228,7 @@ def test_the_cache_keeps_one_copy_of_the_strings_every_object_repeats() -> None:
 
 def test_the_store_lists_one_kind_without_walking_the_others() -> None:
     """A reconcile reads all Nodes: at N=1000 that read walked every cached object of every kind
-    (~6,000), so the fleet's reconciles cost N²."""
+    (~5,000), so the fleet's reconciles cost N²."""
     store = Store()
     for i in range(2000):
         store.put("Service", {"metadata": {"name": f"s{i}", "namespace": "ns", "resourceVersion": "1"}})
