@@ -4,8 +4,9 @@
 
 1. Floor: with no operator running, a bare Python client (the official `kubernetes` client, the
    same thread count as the operator's workers) creates N ModelDeployments, server-side-applies the
-   same children the operator would (rendered by the same builders), waits for each Deployment to
-   be ready, and writes the same status. Nothing else.
+   same children the operator would (rendered by the same builders), watches the Deployments, and
+   writes each status once its Deployment is complete by the operator's own rule, so that every
+   status says Ready as the operator's do. Nothing else.
 2. Operator: the real `modelpilot-operator` process; the same N ModelDeployments are created and
    timed until every one has status.phase Ready.
 3. Idle: after one periodic resync, count the operator's writes in the apiserver's audit log.
@@ -43,6 +44,7 @@ from modelpilot.clock import now_rfc3339  # noqa: E402
 from modelpilot.config import load_config  # noqa: E402
 from modelpilot.kube import KubeClient  # noqa: E402
 from modelpilot.rollout import Observed, plan_model_deployment  # noqa: E402
+from modelpilot.rollout.model import rollout_complete  # noqa: E402
 
 LOCAL = REPO / ".local"
 # The operator's metrics and health ports: next to the e2e tests' (MODELPILOT_E2E_PORT_BASE), so
@@ -53,6 +55,7 @@ CONFIG_PATH = REPO / "hack/testbed/operator-config.yaml"
 METRICS_PORT = int(os.environ.get("MODELPILOT_E2E_PORT_BASE", "18090")) + 100
 HEALTH_PORT = METRICS_PORT + 1
 MD_PATH = "/apis/modelpilot.io/v1alpha1/namespaces/{ns}/modeldeployments"
+DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/{ns}/deployments"
 
 
 def md_body(name: str, replicas: int) -> dict:
@@ -96,6 +99,28 @@ def md_ready(obj: dict) -> bool:
     return (obj.get("status") or {}).get("phase") == "Ready"
 
 
+def watch_until(k: KubeClient, path: str, ns: str, seen, deadline_s: float = 1800) -> bool:
+    """List, then watch, the objects at `path` in `ns`, calling `seen(obj, deleted)` for each until it
+    returns True (then True); False after `deadline_s`. Any group works, apps/v1 too: the objects stay
+    plain dicts (the typed APIs would build a model object per event)."""
+    group_version, plural = path.split("/namespaces/")[0].removeprefix("/apis/"), path.rsplit("/", 1)[1]
+    group, version = group_version.split("/")
+    api = kubernetes.client.CustomObjectsApi(k.api)
+    t = time.monotonic()
+    while time.monotonic() - t < deadline_s:
+        listed = api.list_namespaced_custom_object(group, version, ns, plural)
+        if any([seen(i, False) for i in listed["items"]]):
+            return True
+        stream = kubernetes.watch.Watch().stream(api.list_namespaced_custom_object, group, version, ns, plural,
+                                                 resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=60)
+        for ev in stream:
+            if ev["type"] == "ERROR":  # e.g. 410 Gone: list again
+                break
+            if seen(ev["object"], ev["type"] == "DELETED"):
+                return True
+    return False
+
+
 def time_to_ready(k: KubeClient, ns: str, bodies: list[dict], workers: int, path: str = MD_PATH,
                   ready=md_ready, log: Path | None = None) -> float:
     """Create `bodies` with `workers` threads; seconds until every object in `ns` at `path` is ready.
@@ -104,47 +129,53 @@ def time_to_ready(k: KubeClient, ns: str, bodies: list[dict], workers: int, path
     t = time.monotonic()
     with cf.ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda b: create(k, ns, b, path), bodies))
-    group_version, plural = path.split("/namespaces/")[0].removeprefix("/apis/"), path.rsplit("/", 1)[1]
-    group, version = group_version.split("/")
-    api = kubernetes.client.CustomObjectsApi(k.api)
     state: dict[str, bool] = {}
-    while time.monotonic() - t < 1800:
-        listed = api.list_namespaced_custom_object(group, version, ns, plural)
-        state = {i["metadata"]["name"]: ready(i) for i in listed["items"]}
-        if sum(state.values()) == len(bodies):
-            return time.monotonic() - t
-        stream = kubernetes.watch.Watch().stream(api.list_namespaced_custom_object, group, version, ns, plural,
-                                                 resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=60)
-        for ev in stream:
-            if ev["type"] == "ERROR":  # e.g. 410 Gone: list again
-                break
-            obj = ev["object"]
-            state[obj["metadata"]["name"]] = ev["type"] != "DELETED" and ready(obj)
-            if sum(state.values()) == len(bodies):
-                return time.monotonic() - t
-    raise SystemExit(f"only {sum(state.values())}/{len(bodies)} ready after 30 minutes; see {log}")
+
+    def seen(obj: dict, deleted: bool) -> bool:
+        state[obj["metadata"]["name"]] = not deleted and ready(obj)
+        return sum(state.values()) == len(bodies)
+
+    if not watch_until(k, path, ns, seen):
+        raise SystemExit(f"only {sum(state.values())}/{len(bodies)} ready after 30 minutes; see {log}")
+    return time.monotonic() - t
 
 
 def floor(k: KubeClient, ns: str, n: int, replicas: int, workers: int) -> float:
+    """What a bare client must do to bring N ModelDeployments to Ready, and nothing more: create
+    each and apply its children (`workers` threads), watch the Deployments, and write each status
+    once its Deployment is complete by the operator's own rule (`rollout_complete`: the Deployment
+    controller has observed it and the replicas are ready). The status written must say Ready."""
     config = load_config(str(CONFIG_PATH))
+    lives: dict[str, dict] = {}
 
-    def one(i: int) -> None:
+    def start(i: int) -> None:
         live = create(k, ns, md_body(f"m{i}", replicas))
-        plan = plan_model_deployment(live, config, Observed(deployments={}, nodes=None, now=now_rfc3339()))
-        for obj in plan.apply:
+        for obj in plan_model_deployment(live, config, Observed(deployments={}, nodes=None, now=now_rfc3339())).apply:
             k.apply(obj, None)
-        dep_name = f"m{i}-r1"
-        while True:
-            dep = k.get("Deployment", ns, dep_name)
-            if dep and int((dep.get("status") or {}).get("readyReplicas") or 0) >= replicas:
-                break
-            time.sleep(0.2)
-        final = plan_model_deployment(live, config, Observed(deployments={1: dep}, nodes=None, now=now_rfc3339()))
-        k.patch_status("ModelDeployment", ns, f"m{i}", {}, final.status, None)
+        lives[f"m{i}"] = live
+
+    def finish(name: str, dep: dict) -> None:
+        final = plan_model_deployment(lives[name], config, Observed(deployments={1: dep}, nodes=None, now=now_rfc3339()))
+        if final.status.get("phase") != "Ready":
+            raise SystemExit(f"floor: {name} is {final.status.get('phase')} with a complete Deployment; the bench is wrong")
+        k.patch_status("ModelDeployment", ns, name, {}, final.status, None)
 
     t = time.monotonic()
     with cf.ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, range(n)))
+        starts = {f"m{i}": pool.submit(start, i) for i in range(n)}
+        finishes: dict[str, cf.Future] = {}
+
+        def seen(dep: dict, deleted: bool) -> bool:
+            name = dep["metadata"]["name"].removesuffix("-r1")
+            if not deleted and name not in finishes and rollout_complete(dep, replicas):
+                starts[name].result()  # the watch can see a Deployment before its apply returned
+                finishes[name] = pool.submit(finish, name, dep)
+            return len(finishes) == n
+
+        if not watch_until(k, DEPLOYMENT_PATH, ns, seen):
+            raise SystemExit(f"floor: only {len(finishes)}/{n} Deployments complete after 30 minutes")
+        for f in finishes.values():
+            f.result()
     return time.monotonic() - t
 
 
