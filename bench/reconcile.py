@@ -15,7 +15,7 @@
 
 Prints one JSON line last: {"n", "seconds", "floor_seconds", "ratio", "idle_writes", "rss_mb",
 "rss_settled_mb", "requests_per_object": [floor, operator], "cpu_ms_per_object": [floor, operator],
-"reconciles_per_object"}.
+"reconciles_per_object", "control_plane_cpu_s": {"floor", "operator"}}.
 Needs the local control plane (hack/local-up.sh) and stops any operator that local-up started.
 """
 
@@ -205,6 +205,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager")
+
+
+def control_plane_cpu() -> dict[str, float]:
+    """CPU seconds so far of each control-plane process on this machine (local-up runs them here)."""
+    out = dict.fromkeys(CONTROL_PLANE, 0.0)
+    for proc in Path("/proc").iterdir():
+        try:
+            name = Path((proc / "cmdline").read_bytes().split(b"\0")[0].decode()).name
+            if name in out:
+                out[name] += cpu_seconds(int(proc.name))
+        except (OSError, ValueError):  # not a process, or gone meanwhile
+            continue
+    return out
+
+
+def cpu_spent(before: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before[k], 1) for k, v in control_plane_cpu().items()}
+
+
 def requests_sent() -> float:
     """The requests this process's KubeClient sent (the floor's), from the operator's own counter."""
     from modelpilot import metrics as m
@@ -288,9 +308,9 @@ def main() -> int:
     ns_floor = f"bench-floor-{stamp}"
     namespace(k, ns_floor)
     print(f"floor: {args.n} ModelDeployments by a bare client ...", file=sys.stderr)
-    cpu0, req0 = time.process_time(), requests_sent()
+    cpu0, req0, cp0 = time.process_time(), requests_sent(), control_plane_cpu()
     floor_s = floor(k, ns_floor, args.n, args.replicas, args.workers)
-    floor_cpu, floor_req = time.process_time() - cpu0, requests_sent() - req0
+    floor_cpu, floor_req, floor_cp = time.process_time() - cpu0, requests_sent() - req0, cpu_spent(cp0)
     print(f"floor: {floor_s:.1f}s", file=sys.stderr)
     # The operator must not start while the floor's objects still exist: it would reconcile them.
     delete_namespace_and_wait(k, ns_floor)
@@ -302,8 +322,9 @@ def main() -> int:
         namespace(k, ns)
         print(f"operator: {args.n} ModelDeployments ...", file=sys.stderr)
         cpu0, req0, rec0 = cpu_seconds(proc.pid), metric("modelpilot_kube_requests_total"), metric("modelpilot_reconcile_total")
+        cp0 = control_plane_cpu()
         op_s = time_to_ready(k, ns, [md_body(f"m{i}", args.replicas) for i in range(args.n)], args.workers, log=log)
-        op_cpu, op_req = cpu_seconds(proc.pid) - cpu0, metric("modelpilot_kube_requests_total") - req0
+        op_cpu, op_req, op_cp = cpu_seconds(proc.pid) - cpu0, metric("modelpilot_kube_requests_total") - req0, cpu_spent(cp0)
         op_rec = metric("modelpilot_reconcile_total") - rec0
         print(f"operator: {op_s:.1f}s", file=sys.stderr)
         idle = idle_resync_writes(ns)
@@ -320,7 +341,9 @@ def main() -> int:
                       # and CPU seconds of the client (the floor's process, the operator's)
                       "requests_per_object": [round(floor_req / args.n, 2), round(op_req / args.n, 2)],
                       "cpu_ms_per_object": [round(1000 * floor_cpu / args.n, 2), round(1000 * op_cpu / args.n, 2)],
-                      "reconciles_per_object": round(op_rec / args.n, 2)}))
+                      "reconciles_per_object": round(op_rec / args.n, 2),
+                      # CPU seconds of each control-plane process during each timed phase
+                      "control_plane_cpu_s": {"floor": floor_cp, "operator": op_cp}}))
     return 0
 
 
