@@ -91,6 +91,11 @@ class KubeClient:
             header_params={"Content-Type": content_type, "Accept": "application/json"},
             auth_settings=["BearerToken"],
         )
+        if body is not None and content_type.endswith("yaml"):
+            # UTF-8, not the client's ASCII escapes: server-side apply is decoded as YAML, which refuses
+            # the surrogate-pair escapes json.dumps writes for characters beyond U+FFFF. (The client
+            # sends bytes as they are for YAML; for JSON it would encode them again.)
+            body = json.dumps(body, ensure_ascii=False).encode("utf-8", "replace")
         resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
         data = resp.read()
         if not 200 <= resp.status < 300:
