@@ -174,6 +174,23 @@ def test_deletion_removes_children(kubectl: Kubectl, namespace: str, operator: O
              what="children garbage-collected")
 
 
+def test_first_status_says_what_the_deployment_controller_saw(kubectl: Kubectl, namespace: str, operator: Operator) -> None:
+    """A new object's first status waits (at most 5 s) for the Deployment controller: scaled to
+    zero, its Deployment is complete as soon as the controller has seen it, so the first status
+    written is Ready, in one write, with its Event; none says Progressing before the controller acted."""
+    body = yaml.safe_load((SAMPLES / "modeldeployment-triton-cpu.yaml").read_text())
+    body["metadata"]["name"] = "zero"
+    body["spec"]["replicas"] = 0
+    since = utcnow()
+    kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(body))
+    wait_ready(kubectl, namespace, "zero")
+    time.sleep(1)  # a second write, were there one, would land by now
+    writes = [w for w in operator_writes(since) if w["uri"].split("?")[0].endswith(f"/namespaces/{namespace}/modeldeployments/zero/status")]
+    assert [w["code"] for w in writes] == [200], f"status writes: {writes}"
+    events = get(kubectl, namespace, "events", "--field-selector", "involvedObject.name=zero")["items"]
+    assert [(e["type"], e["reason"]) for e in events] == [("Normal", "AllReady")], events
+
+
 def test_idle_resync_and_restart_make_zero_writes(kubectl: Kubectl, namespace: str, operator: Operator) -> None:
     body = yaml.safe_load((SAMPLES / "modeldeployment-triton-gpu.yaml").read_text())
     body["metadata"]["name"] = "idle"

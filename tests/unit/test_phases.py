@@ -20,7 +20,7 @@ from modelpilot.rollout.sizing import apply_scale_downs
 from modelpilot.rollout.status import derive_status
 from modelpilot.traffic import RouteHealth
 
-from .helpers import CONFIG, NODES, md
+from .helpers import CONFIG, NODES, md, ready_deployment
 
 pytestmark = pytest.mark.unit
 T0 = "2026-01-01T00:00:00Z"
@@ -164,3 +164,47 @@ def test_status_says_the_route_is_refused():
     assert (routing_cond["status"], routing_cond["reason"]) == ("False", "NotAllowedByListeners")
     assert next(c for c in plan.status["conditions"] if c["type"] == "Ready")["status"] == "False"
     assert plan.status["weights"]["achieved"] is False
+
+
+# ---------- the first status ----------
+
+def _first_plan(deployments: dict[int, Any] | None = None, **spec: Any):
+    from modelpilot.rollout import plan_model_deployment
+    return plan_model_deployment(md(**spec), CONFIG, Observed(deployments=deployments or {}, nodes=NODES, now=T0))
+
+
+def _unobserved(created: str = T0) -> dict[str, Any]:
+    dep = ready_deployment(1, 2, ready=0)
+    dep["metadata"]["creationTimestamp"] = created
+    dep["status"] = {}  # as the apply returns it: the Deployment controller has not acted yet
+    return dep
+
+
+def test_first_status_waits_for_the_deployment_controller():
+    from modelpilot.clock import to_epoch
+    from modelpilot.rollout.status import FIRST_STATUS_WAIT_S, first_status_wait
+    t0 = to_epoch(T0)
+    plan = _first_plan()
+    assert plan.status["phase"] == "Progressing" and not plan.events
+    assert first_status_wait({}, plan, {}, t0) == FIRST_STATUS_WAIT_S  # this reconcile creates the Deployment
+    assert first_status_wait({}, _first_plan({1: _unobserved()}), {1: _unobserved()}, t0 + 2) == FIRST_STATUS_WAIT_S - 2
+    # ... but never longer than that: a slow or absent controller still gets a status written
+    assert first_status_wait({}, _first_plan({1: _unobserved()}), {1: _unobserved()}, t0 + FIRST_STATUS_WAIT_S) is None
+    # once the controller has observed it, the first status says what it saw: 0 of 2 ready here
+    observed = ready_deployment(1, 2, ready=0)
+    assert first_status_wait({}, _first_plan({1: observed}), {1: observed}, t0) is None
+
+
+def test_first_status_holds_nothing_else():
+    from modelpilot.clock import to_epoch
+    from modelpilot.rollout.status import first_status_wait
+    t0 = to_epoch(T0)
+    plan = _first_plan()
+    assert first_status_wait({"phase": "Progressing"}, plan, {}, t0) is None  # not the first status
+    with_event = _first_plan()
+    with_event.events.append(("Warning", c.REASON_UNSCHEDULABLE, "no node"))
+    assert first_status_wait({}, with_event, {}, t0) is None  # a problem is reported at once
+    invalid = _first_plan(replicas=-1)
+    assert invalid.status["phase"] == "Failed" and first_status_wait({}, invalid, {}, t0) is None
+    ready = _first_plan({1: ready_deployment(1, 2)})
+    assert ready.status["phase"] == "Ready" and first_status_wait({}, ready, {1: ready_deployment(1, 2)}, t0) is None

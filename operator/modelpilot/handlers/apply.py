@@ -125,9 +125,11 @@ def _refuse(obj: Mapping[str, Any], e: ApiException) -> NoReturn:
     raise ApplyError(c.REASON_APPLY_FAILED, f"the API server refused {obj['kind']} {obj['metadata']['name']}: {_refused(e)}") from e
 
 
-def apply_and_report(kube: KubeClient, store: Store, kind: str, body: Mapping[str, Any], plan: Any, now: str) -> Any:
-    """apply_children, then report the plan's status and Events; on ApplyError, report Ready=False
-    with the refusal (once) and raise it, so that the work queue backs off."""
+def apply_and_report(kube: KubeClient, store: Store, kind: str, body: Mapping[str, Any], plan: Any, now: str,
+                     write_status: bool = True) -> Any:
+    """apply_children, then report the plan's status and Events (write_status=False: nothing to report
+    yet); on ApplyError, report Ready=False with the refusal (once) and raise it, so that the work
+    queue backs off."""
     try:
         apply_children(kube, store, body, plan.apply, getattr(plan, "scale", ()), plan.delete)
     except ApplyError as err:
@@ -135,7 +137,7 @@ def apply_and_report(kube: KubeClient, store: Store, kind: str, body: Mapping[st
         status, events = with_apply_failure(plan.status, plan.events, dict(body.get("status") or {}), err.reason, err.message, gen, now)
         report(kube, store, kind, body, status, events, now)
         raise
-    return report(kube, store, kind, body, plan.status, plan.events, now)
+    return report(kube, store, kind, body, plan.status, plan.events, now) if write_status else None
 
 
 def report(kube: KubeClient, store: Store, kind: str, body: Mapping[str, Any], status: Mapping[str, Any],

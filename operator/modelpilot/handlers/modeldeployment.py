@@ -16,7 +16,7 @@ from ..comparator.objects import COMPONENT as COMPARATOR
 from ..config import OperatorConfig
 from ..kinds import CARRIER_KINDS
 from ..kube import KubeClient
-from ..rollout import Observed, Plan, completed_a_step, plan_model_deployment
+from ..rollout import Observed, Plan, completed_a_step, first_status_wait, plan_model_deployment
 from ..rollout.parity import COMPONENT as PARITY
 from ..rollout.plan import AnalyzeFn
 from ..traffic.base import ROUTE_COMPONENTS
@@ -48,9 +48,12 @@ def reconcile(kube: KubeClient, store: Store, config: OperatorConfig, namespace:
         return None  # gone or going: garbage collection removes the children
     observed = observe(kube, store, config, body)
     plan = chain_steps(kube, store, config, body, plan_model_deployment(body, config, observed))
-    updated = apply_and_report(kube, store, KIND, body, plan, observed.now)
+    wait = first_status_wait(body.get("status") or {}, plan, observed.deployments, to_epoch(observed.now))
+    updated = apply_and_report(kube, store, KIND, body, plan, observed.now, write_status=wait is None)
     if updated is STALE:
         return 1.0
+    if wait is not None:
+        plan.wake(wait)  # the Deployment controller's status update wakes it sooner
     _count(namespace, name, body, plan)
     return plan.requeue_after
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import constants as c
 from ..api.errors import SpecError
+from ..clock import to_epoch
 from ..conditions import changed_conditions, is_true, set_condition
 from ..render import endpoint
 from ..traffic import RouteHealth, TrafficState
@@ -169,3 +170,38 @@ def derive_status(rc: Reconcile, target: int, d: Decision, history: list[dict[st
     rc.plan.status = {k: v for k, v in rc.status.items() if v is not None}
     rc.plan.events += events_for(rc.old_conditions, conds)
     return rc.plan
+
+
+# A new object's first status waits, at most this long after its first Deployment was created, for
+# the Deployment controller to observe that Deployment (docs/design.md, "The first status").
+FIRST_STATUS_WAIT_S = 5.0
+
+
+def first_status_wait(old_status: Mapping[str, Any], plan: Plan, deployments: Mapping[int, Mapping[str, Any]],
+                      now: float) -> float | None:
+    """Seconds to hold back a new object's first status; None to write it now. Held only while it
+    would say no more than "Progressing" before the Deployment controller has acted: it then says
+    what the controller saw (the replicas, or Ready at once for a Deployment that needs no new pod),
+    and a fleet created at once is written once per object, not twice. Problems and Events are never
+    held, and neither is anything after the first status."""
+    if old_status or plan.events or plan.status.get("phase") != "Progressing":
+        return None
+    if not deployments:
+        creates = any(obj.get("kind") == "Deployment" for obj in plan.apply)
+        return FIRST_STATUS_WAIT_S if creates else None
+    if any(_observed(dep) for dep in deployments.values()):
+        return None
+    created = min(_created(dep, now) for dep in deployments.values())
+    wait = created + FIRST_STATUS_WAIT_S - now
+    return wait if wait > 0 else None
+
+
+def _created(dep: Mapping[str, Any], now: float) -> float:
+    stamp = (dep.get("metadata") or {}).get("creationTimestamp")
+    return to_epoch(stamp) if stamp else now
+
+
+def _observed(dep: Mapping[str, Any]) -> bool:
+    """The Deployment controller has seen this Deployment's current spec."""
+    st = dep.get("status") or {}
+    return int(st.get("observedGeneration") or 0) >= int((dep.get("metadata") or {}).get("generation") or 0)
