@@ -10,14 +10,16 @@ import pytest
 
 from modelpilot import constants as c
 from modelpilot.api.errors import SpecError
+from modelpilot.clock import to_epoch
 from modelpilot.hashing import object_hash
+from modelpilot.rollout import plan_model_deployment
 from modelpilot.rollout.checks import check_spec
 from modelpilot.rollout.decide import decide_step, traffic_for
 from modelpilot.rollout.history import settle_history
 from modelpilot.rollout.model import Observed, Reconcile
 from modelpilot.rollout.revisions import observe_revisions, observe_routes, unschedulable
 from modelpilot.rollout.sizing import apply_scale_downs
-from modelpilot.rollout.status import derive_status
+from modelpilot.rollout.status import FIRST_STATUS_WAIT_S, derive_status, first_status_wait
 from modelpilot.traffic import RouteHealth
 
 from .helpers import CONFIG, NODES, md, ready_deployment
@@ -169,7 +171,6 @@ def test_status_says_the_route_is_refused():
 # ---------- the first status ----------
 
 def _first_plan(deployments: dict[int, Any] | None = None, **spec: Any):
-    from modelpilot.rollout import plan_model_deployment
     return plan_model_deployment(md(**spec), CONFIG, Observed(deployments=deployments or {}, nodes=NODES, now=T0))
 
 
@@ -181,8 +182,6 @@ def _unobserved(created: str = T0) -> dict[str, Any]:
 
 
 def test_first_status_waits_for_the_deployment_controller():
-    from modelpilot.clock import to_epoch
-    from modelpilot.rollout.status import FIRST_STATUS_WAIT_S, first_status_wait
     t0 = to_epoch(T0)
     plan = _first_plan()
     assert plan.status["phase"] == "Progressing" and not plan.events
@@ -196,8 +195,6 @@ def test_first_status_waits_for_the_deployment_controller():
 
 
 def test_first_status_holds_nothing_else():
-    from modelpilot.clock import to_epoch
-    from modelpilot.rollout.status import first_status_wait
     t0 = to_epoch(T0)
     plan = _first_plan()
     assert first_status_wait({"phase": "Progressing"}, plan, {}, t0) is None  # not the first status

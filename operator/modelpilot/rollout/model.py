@@ -118,10 +118,15 @@ def spec_replicas(dep: Mapping[str, Any] | None) -> int:
     return int(((dep or {}).get("spec") or {}).get("replicas") or 0)
 
 
+def controller_observed(dep: Mapping[str, Any]) -> bool:
+    """The Deployment controller has seen this Deployment's current spec."""
+    st = dep.get("status") or {}
+    return int(st.get("observedGeneration") or 0) >= int((dep.get("metadata") or {}).get("generation") or 0)
+
+
 def rollout_complete(dep: Mapping[str, Any] | None, desired: int) -> bool:
     """The Deployment controller has seen our latest spec and `desired` pods are ready."""
     if not dep:
         return False
     st = dep.get("status") or {}
-    gen_ok = int(st.get("observedGeneration") or 0) >= int((dep.get("metadata") or {}).get("generation") or 0)
-    return gen_ok and int(st.get("updatedReplicas") or 0) >= desired and ready_replicas(dep) >= desired
+    return controller_observed(dep) and int(st.get("updatedReplicas") or 0) >= desired and ready_replicas(dep) >= desired

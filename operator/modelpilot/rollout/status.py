@@ -15,7 +15,7 @@ from ..render import endpoint
 from ..traffic import RouteHealth, TrafficState
 from ..traffic.base import ReplicaPlan
 from .decide import Decision
-from .model import Plan, Reconcile, ready_replicas, rollout_complete
+from .model import Plan, Reconcile, controller_observed, ready_replicas, rollout_complete
 
 # Reasons that are a problem for the user the moment they appear, even on a new object.
 PROBLEM_REASONS = frozenset({c.REASON_INVALID_SPEC, c.REASON_STRATEGY_UNSUPPORTED, c.REASON_UNSCHEDULABLE,
@@ -173,7 +173,7 @@ def derive_status(rc: Reconcile, target: int, d: Decision, history: list[dict[st
 
 
 # A new object's first status waits, at most this long after its first Deployment was created, for
-# the Deployment controller to observe that Deployment (docs/design.md, "The first status").
+# the Deployment controller to observe that Deployment (docs/design.md, "The first status waits for the Deployment controller").
 FIRST_STATUS_WAIT_S = 5.0
 
 
@@ -189,7 +189,7 @@ def first_status_wait(old_status: Mapping[str, Any], plan: Plan, deployments: Ma
     if not deployments:
         creates = any(obj.get("kind") == "Deployment" for obj in plan.apply)
         return FIRST_STATUS_WAIT_S if creates else None
-    if any(_observed(dep) for dep in deployments.values()):
+    if any(controller_observed(dep) for dep in deployments.values()):
         return None
     created = min(_created(dep, now) for dep in deployments.values())
     wait = created + FIRST_STATUS_WAIT_S - now
@@ -199,9 +199,3 @@ def first_status_wait(old_status: Mapping[str, Any], plan: Plan, deployments: Ma
 def _created(dep: Mapping[str, Any], now: float) -> float:
     stamp = (dep.get("metadata") or {}).get("creationTimestamp")
     return to_epoch(stamp) if stamp else now
-
-
-def _observed(dep: Mapping[str, Any]) -> bool:
-    """The Deployment controller has seen this Deployment's current spec."""
-    st = dep.get("status") or {}
-    return int(st.get("observedGeneration") or 0) >= int((dep.get("metadata") or {}).get("generation") or 0)
